@@ -1,0 +1,159 @@
+"""Per-sample losses of logits, with their analytic gradients, in one registry.
+
+Every loss here is a function L(z, k) of the logit vector z = W h (+ b) in R^K and the label k,
+so one definition serves the layer-peeled solvers (analytic gradients) and deep training
+(autograd). Gradients with respect to features and classifier follow by the chain rule:
+grad_h = W^T grad_z and grad_W = grad_z h^T.
+
+- Cross-entropy: CE(z, k) = logsumexp(z) - z_k;  grad_z = softmax(z) - e_k.
+- Dot regression (Yang et al., NeurIPS 2022, eq. 8), with target c = sqrt(E_W E_H):
+  DR(z, k) = (z_k - c)^2 / (2c);  grad_z = (z_k - c)/c e_k. With a fixed ETF, z_k = w*_k^T h and
+  grad_h = -(1 - w*_k^T h / c) w*_k: a pull towards w*_k and no push away from other classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LOSSES",
+    "CrossEntropy",
+    "DotRegression",
+    "Loss",
+    "batch_balanced_weights",
+    "ce_feature_gradient_split",
+    "cross_entropy",
+    "dot_regression",
+    "get_loss",
+    "register_loss",
+]
+
+
+def _check_logits(z: Tensor, y: Tensor) -> None:
+    if z.ndim != 2:
+        raise ValueError(f"logits must have shape (B, K), got {tuple(z.shape)}")
+    if y.shape != (z.shape[0],):
+        raise ValueError(f"labels must have shape ({z.shape[0]},), got {tuple(y.shape)}")
+
+
+def cross_entropy(z: Tensor, y: Tensor) -> Tensor:
+    """CE(z_i, y_i) = logsumexp(z_i) - z_i[y_i] per sample; z (B, K), y (B,) -> (B,)."""
+    _check_logits(z, y)
+    return torch.logsumexp(z, dim=1) - z.gather(1, y[:, None]).squeeze(1)
+
+
+def dot_regression(z: Tensor, y: Tensor, target: float = 1.0) -> Tensor:
+    """DR(z_i, y_i) = (z_i[y_i] - c)^2 / (2c) per sample, c = `target` = sqrt(E_W E_H) > 0.
+
+    z (B, K), y (B,) -> (B,). Yang et al. 2022, eq. 8 (with ||w*_k|| = sqrt(E_W) and
+    ||h|| <= sqrt(E_H), c is the largest value z_k can take).
+    """
+    _check_logits(z, y)
+    if not target > 0:
+        raise ValueError(f"dot-regression target sqrt(E_W E_H) must be > 0, got {target!r}")
+    return (z.gather(1, y[:, None]).squeeze(1) - target) ** 2 / (2.0 * target)
+
+
+def batch_balanced_weights(
+    y: Tensor, num_classes: int, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """In-batch class-balanced weights gamma / n_{y_i}^batch, gamma = B / (classes present).
+
+    The weighting of Yang et al.'s released code for DR on long-tailed data. The weights of a
+    batch average to 1. y (B,) -> (B,).
+    """
+    batch_counts = torch.bincount(y, minlength=num_classes).to(torch.float64)  # (K,)
+    gamma = y.numel() / int((batch_counts > 0).sum())
+    return (gamma / batch_counts[y]).to(dtype)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A per-sample loss of logits: value(z, y) -> (B,), grad(z, y) -> (B, K) = dL/dz."""
+
+    name: str
+
+    def value(self, z: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def grad(self, z: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def minimum(self) -> float:
+        """Infimum of the loss over all logits (a lower bound for any optimum)."""
+        return 0.0
+
+
+@dataclass(frozen=True)
+class CrossEntropy(Loss):
+    name: str = "ce"
+
+    def value(self, z: Tensor, y: Tensor) -> Tensor:
+        return cross_entropy(z, y)
+
+    def grad(self, z: Tensor, y: Tensor) -> Tensor:
+        g = torch.softmax(z, dim=1)  # (B, K)
+        g[torch.arange(len(y), device=z.device), y] -= 1.0
+        return g
+
+
+@dataclass(frozen=True)
+class DotRegression(Loss):
+    """DR with target c = sqrt(E_W E_H); see `dot_regression`."""
+
+    name: str = "dr"
+    target: float = 1.0
+
+    def value(self, z: Tensor, y: Tensor) -> Tensor:
+        return dot_regression(z, y, self.target)
+
+    def grad(self, z: Tensor, y: Tensor) -> Tensor:
+        g = torch.zeros_like(z)
+        rows = torch.arange(len(y), device=z.device)
+        g[rows, y] = (z[rows, y] - self.target) / self.target
+        return g
+
+
+LossFactory = Callable[..., Loss]
+LOSSES: dict[str, LossFactory] = {}
+
+
+def register_loss(name: str, factory: LossFactory) -> None:
+    """Add a loss to the registry under `name` (a new name only)."""
+    if name in LOSSES:
+        raise ValueError(f"loss {name!r} is registered already")
+    LOSSES[name] = factory
+
+
+def get_loss(name: str, *, e_w: float = 1.0, e_h: float = 1.0) -> Loss:
+    """The registered loss `name`; DR gets its target sqrt(e_w * e_h)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name](target=math.sqrt(e_w * e_h))
+
+
+register_loss("ce", lambda target=1.0: CrossEntropy())
+register_loss("dr", lambda target=1.0: DotRegression(target=target))
+
+
+def ce_feature_gradient_split(w: Tensor, h: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Pull and push parts of grad_h CE(W h, k) = -(1 - p_k) w_k + sum_{j != k} p_j w_j.
+
+    w (K, d), h (B, d), y (B,) -> (pull, push), each (B, d), with pull + push = grad_h.
+    Pull = -(1 - p_k) w_k moves h towards its class vector; push = sum_{j != k} p_j w_j moves it
+    away from the others. With a simplex ETF (sum_j w_j = 0) and all non-target probabilities
+    equal to q, the push is -q w_k, parallel to the pull; otherwise it has a part off w_k.
+    """
+    p = torch.softmax(h @ w.T, dim=1)  # (B, K)
+    rows = torch.arange(len(y), device=h.device)
+    p_target = p[rows, y]  # (B,)
+    pull = -(1.0 - p_target)[:, None] * w[y]  # (B, d)
+    p_other = p.clone()
+    p_other[rows, y] = 0.0
+    push = p_other @ w  # (B, d)
+    return pull, push

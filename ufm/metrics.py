@@ -1,0 +1,224 @@
+"""Neural-collapse metrics (Papyan, Han & Donoho, PNAS 2020) and their imbalanced variants.
+
+Pure, vectorized functions of features H (N, d), labels y (N,), classifier W (K, d) and bias b
+(K,). They compute in float64 by default on the device of their inputs. With mu_k the class
+means, mu_G the global mean and Mbar (K, d) the centred means mu_k - mu_G:
+
+- NC1 = tr(Sigma_W Sigma_B^+) / K, Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T.
+- NC2: equinorm = std/mean of the norms (of the rows of Mbar, of W); equiangularity = std of
+  the pairwise cosines; max-angle = mean |cos + 1/(K-1)|; ETF distance
+  || A A^T/||A A^T||_F - (I - 1 1^T/K)/sqrt(K-1) ||_F for A = W (or Mbar).
+- NC3 self-duality: || W^T/||W||_F - Mbar^T/||Mbar||_F ||_F.
+- NC4: fraction of samples whose classifier argmax differs from the nearest class mean.
+- Minority collapse (Fang et al., PNAS 2021): mean / max pairwise cosine of classifier vectors
+  and of centred class means inside a group of classes.
+
+Conventions that differ across papers under imbalance are explicit: `global_mean` is the mean
+of the samples ("samples") or of the class means ("classes"); Sigma_B is class-averaged
+(1/K) sum_k (mu_k - mu_G)(...)^T ("classes") or sample-weighted sum_k (n_k/N)(...) ("samples").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "class_means",
+    "equiangularity",
+    "equinorm",
+    "etf_distance",
+    "group_cosines",
+    "max_angle",
+    "nc1",
+    "nc_metrics",
+    "ncc_mismatch",
+    "pairwise_cosines",
+    "self_duality",
+]
+
+_CONVENTIONS = ("samples", "classes")
+
+
+def _check_labels(h: Tensor, y: Tensor, num_classes: int) -> None:
+    if h.ndim != 2:
+        raise ValueError(f"features must have shape (N, d), got {tuple(h.shape)}")
+    if y.shape != (h.shape[0],):
+        raise ValueError(f"labels must have shape ({h.shape[0]},), got {tuple(y.shape)}")
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]")
+
+
+def class_means(
+    h: Tensor, y: Tensor, num_classes: int, *, global_mean: str = "classes"
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Class means mu (K, d), global mean mu_G (d,) and counts n (K,) of features h (N, d).
+
+    Every class must have at least one sample. `global_mean`: "samples" or "classes".
+    """
+    _check_labels(h, y, num_classes)
+    if global_mean not in _CONVENTIONS:
+        raise ValueError(f"global_mean must be one of {_CONVENTIONS}, got {global_mean!r}")
+    counts = torch.bincount(y, minlength=num_classes).to(h.dtype)  # (K,)
+    if bool((counts == 0).any()):
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"classes {empty} have no samples; NC metrics need every class")
+    sums = torch.zeros(num_classes, h.shape[1], dtype=h.dtype, device=h.device)
+    sums.index_add_(0, y, h)
+    mu = sums / counts[:, None]  # (K, d)
+    mu_g = h.mean(0) if global_mean == "samples" else mu.mean(0)
+    return mu, mu_g, counts
+
+
+def nc1(
+    h: Tensor,
+    y: Tensor,
+    num_classes: int,
+    *,
+    global_mean: str = "classes",
+    between_cov: str = "classes",
+    rcond: float = 1e-10,
+) -> float:
+    """NC1 = tr(Sigma_W Sigma_B^+)/K (Papyan et al. 2020, Fig. 6).
+
+    Sigma_B^+ is the pseudo-inverse with relative cut-off `rcond` on the eigenvalues; it is 0
+    for perfectly collapsed features and invariant to rotations and scalings of h.
+    """
+    h = h.to(torch.float64)
+    mu, mu_g, counts = class_means(h, y, num_classes, global_mean=global_mean)
+    if between_cov not in _CONVENTIONS:
+        raise ValueError(f"between_cov must be one of {_CONVENTIONS}, got {between_cov!r}")
+    within = h - mu[y]  # (N, d)
+    sigma_w = within.T @ within / h.shape[0]  # (d, d)
+    centred = mu - mu_g  # (K, d)
+    weights = counts / counts.sum() if between_cov == "samples" else torch.full_like(counts, 1 / num_classes)
+    sigma_b = (centred * weights[:, None]).T @ centred  # (d, d)
+    return float(torch.trace(sigma_w @ _pinv_psd(sigma_b, rcond)) / num_classes)
+
+
+def _pinv_psd(a: Tensor, rcond: float) -> Tensor:
+    vals, vecs = torch.linalg.eigh(a)
+    keep = vals > rcond * vals.abs().max().clamp_min(torch.finfo(a.dtype).tiny)
+    inv = torch.where(keep, 1.0 / torch.where(keep, vals, torch.ones_like(vals)), torch.zeros_like(vals))
+    return (vecs * inv) @ vecs.T
+
+
+def _normalized(a: Tensor) -> Tensor:
+    return a / a.norm(dim=1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
+
+
+def pairwise_cosines(a: Tensor) -> Tensor:
+    """Cosine matrix of the rows of a (K, d) -> (K, K)."""
+    u = _normalized(a.to(torch.float64))
+    return u @ u.T
+
+
+def _off_diagonal(c: Tensor) -> Tensor:
+    k = c.shape[0]
+    return c[~torch.eye(k, dtype=torch.bool, device=c.device)]
+
+
+def equinorm(a: Tensor) -> float:
+    """std/mean of the row norms of a (K, d) (NC2, equal norms)."""
+    norms = a.to(torch.float64).norm(dim=1)
+    return float(norms.std(unbiased=False) / norms.mean())
+
+
+def equiangularity(a: Tensor) -> float:
+    """Standard deviation of the pairwise cosines of the rows of a (NC2, equal angles)."""
+    return float(_off_diagonal(pairwise_cosines(a)).std(unbiased=False))
+
+
+def max_angle(a: Tensor) -> float:
+    """Mean |cos(a_k, a_j) + 1/(K-1)| over pairs (NC2, maximal angles)."""
+    k = a.shape[0]
+    return float((_off_diagonal(pairwise_cosines(a)) + 1.0 / (k - 1)).abs().mean())
+
+
+def etf_distance(a: Tensor) -> float:
+    """|| A A^T/||A A^T||_F - (I - 1 1^T/K)/sqrt(K-1) ||_F for a (K, d)."""
+    a = a.to(torch.float64)
+    k = a.shape[0]
+    gram = a @ a.T
+    target = (torch.eye(k, dtype=a.dtype, device=a.device) - 1.0 / k) / math.sqrt(k - 1)
+    return float(torch.linalg.norm(gram / torch.linalg.norm(gram) - target))
+
+
+def self_duality(w: Tensor, centred_means: Tensor) -> float:
+    """NC3: || W^T/||W||_F - Mbar^T/||Mbar||_F ||_F; w and centred_means (K, d)."""
+    w = w.to(torch.float64)
+    m = centred_means.to(torch.float64)
+    return float(torch.linalg.norm(w / torch.linalg.norm(w) - m / torch.linalg.norm(m)))
+
+
+def ncc_mismatch(
+    h: Tensor, y: Tensor, w: Tensor, b: Tensor | None, means: Tensor
+) -> float:
+    """NC4: fraction of samples with argmax_k (W h + b)_k != argmin_k ||h - mu_k||."""
+    h = h.to(torch.float64)
+    logits = h @ w.to(torch.float64).T  # (N, K)
+    if b is not None:
+        logits = logits + b.to(torch.float64)
+    dist = torch.cdist(h, means.to(torch.float64))  # (N, K)
+    return float((logits.argmax(1) != dist.argmin(1)).to(torch.float64).mean())
+
+
+def group_cosines(a: Tensor, group: Sequence[int] | Tensor) -> tuple[float, float]:
+    """Mean and max pairwise cosine of the rows a[group] (minority collapse: both -> 1)."""
+    idx = torch.as_tensor(group, dtype=torch.long, device=a.device)
+    if idx.numel() < 2:
+        raise ValueError(f"a group needs at least 2 classes for pairwise cosines, got {idx.tolist()}")
+    off = _off_diagonal(pairwise_cosines(a[idx]))
+    return float(off.mean()), float(off.max())
+
+
+def nc_metrics(
+    h: Tensor,
+    y: Tensor,
+    w: Tensor | None = None,
+    b: Tensor | None = None,
+    *,
+    num_classes: int | None = None,
+    minority: Sequence[int] | Tensor | None = None,
+    global_mean: str = "classes",
+    between_cov: str = "classes",
+) -> dict[str, float]:
+    """Every NC metric of features h (N, d), labels y (N,), classifier w (K, d), bias b (K,).
+
+    Keys: nc1, equinorm_h, equiangular_h, max_angle_h, etf_distance_h, and, with w:
+    equinorm_w, equiangular_w, max_angle_w, etf_distance (of W), self_duality, ncc_mismatch;
+    with `minority` (>= 2 class indices): minority_cosine_h / _max_h, and with w
+    minority_cosine_w / _max_w.
+    """
+    k = num_classes if num_classes is not None else (w.shape[0] if w is not None else int(y.max()) + 1)
+    h64 = h.detach().to(torch.float64)
+    y = y.detach().to(device=h.device, dtype=torch.long)
+    mu, mu_g, _ = class_means(h64, y, k, global_mean=global_mean)
+    centred = mu - mu_g  # (K, d)
+    out = {
+        "nc1": nc1(h64, y, k, global_mean=global_mean, between_cov=between_cov),
+        "equinorm_h": equinorm(centred),
+        "equiangular_h": equiangularity(centred),
+        "max_angle_h": max_angle(centred),
+        "etf_distance_h": etf_distance(centred),
+    }
+    if w is not None:
+        w = w.detach()
+        if w.shape != (k, h.shape[1]):
+            raise ValueError(f"classifier must have shape ({k}, {h.shape[1]}), got {tuple(w.shape)}")
+        out |= {
+            "equinorm_w": equinorm(w),
+            "equiangular_w": equiangularity(w),
+            "max_angle_w": max_angle(w),
+            "etf_distance": etf_distance(w),
+            "self_duality": self_duality(w, centred),
+            "ncc_mismatch": ncc_mismatch(h64, y, w, None if b is None else b.detach(), mu),
+        }
+    if minority is not None:
+        out["minority_cosine_h"], out["minority_cosine_max_h"] = group_cosines(centred, minority)
+        if w is not None:
+            out["minority_cosine_w"], out["minority_cosine_max_w"] = group_cosines(w, minority)
+    return out
