@@ -15,7 +15,7 @@ import math
 
 import torch
 
-__all__ = ["centering_basis", "haar_frame", "simplex_etf", "etf_gram"]
+__all__ = ["centering_basis", "etf_gram", "haar_frame", "simplex_etf"]
 
 
 def _check_sizes(num_classes: int, dim: int) -> None:

@@ -69,9 +69,7 @@ def exponential_counts(num_classes: int, n_max: int, ratio: float) -> np.ndarray
     return counts
 
 
-def step_counts(
-    num_majority: int, n_majority: int, num_minority: int, ratio: float
-) -> np.ndarray:
+def step_counts(num_majority: int, n_majority: int, num_minority: int, ratio: float) -> np.ndarray:
     """K_A classes of n_A samples, then K_B classes of n_B = n_A / R; shape (K_A + K_B,).
 
     n_A / R must be an integer >= 1, so that R is the exact ratio of the counts.

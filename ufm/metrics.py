@@ -49,7 +49,9 @@ def _check_labels(h: Tensor, y: Tensor, num_classes: int) -> None:
     if y.shape != (h.shape[0],):
         raise ValueError(f"labels must have shape ({h.shape[0]},), got {tuple(y.shape)}")
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"labels must lie in [0, {num_classes}), got [{int(y.min())}, {int(y.max())}]"
+        )
 
 
 def class_means(
@@ -94,7 +96,11 @@ def nc1(
     within = h - mu[y]  # (N, d)
     sigma_w = within.T @ within / h.shape[0]  # (d, d)
     centred = mu - mu_g  # (K, d)
-    weights = counts / counts.sum() if between_cov == "samples" else torch.full_like(counts, 1 / num_classes)
+    weights = (
+        counts / counts.sum()
+        if between_cov == "samples"
+        else torch.full_like(counts, 1 / num_classes)
+    )
     sigma_b = (centred * weights[:, None]).T @ centred  # (d, d)
     return float(torch.trace(sigma_w @ _pinv_psd(sigma_b, rcond)) / num_classes)
 
@@ -102,7 +108,9 @@ def nc1(
 def _pinv_psd(a: Tensor, rcond: float) -> Tensor:
     vals, vecs = torch.linalg.eigh(a)
     keep = vals > rcond * vals.abs().max().clamp_min(torch.finfo(a.dtype).tiny)
-    inv = torch.where(keep, 1.0 / torch.where(keep, vals, torch.ones_like(vals)), torch.zeros_like(vals))
+    inv = torch.where(
+        keep, 1.0 / torch.where(keep, vals, torch.ones_like(vals)), torch.zeros_like(vals)
+    )
     return (vecs * inv) @ vecs.T
 
 
@@ -154,9 +162,7 @@ def self_duality(w: Tensor, centred_means: Tensor) -> float:
     return float(torch.linalg.norm(w / torch.linalg.norm(w) - m / torch.linalg.norm(m)))
 
 
-def ncc_mismatch(
-    h: Tensor, y: Tensor, w: Tensor, b: Tensor | None, means: Tensor
-) -> float:
+def ncc_mismatch(h: Tensor, y: Tensor, w: Tensor, b: Tensor | None, means: Tensor) -> float:
     """NC4: fraction of samples with argmax_k (W h + b)_k != argmin_k ||h - mu_k||."""
     h = h.to(torch.float64)
     logits = h @ w.to(torch.float64).T  # (N, K)
@@ -170,7 +176,9 @@ def group_cosines(a: Tensor, group: Sequence[int] | Tensor) -> tuple[float, floa
     """Mean and max pairwise cosine of the rows a[group] (minority collapse: both -> 1)."""
     idx = torch.as_tensor(group, dtype=torch.long, device=a.device)
     if idx.numel() < 2:
-        raise ValueError(f"a group needs at least 2 classes for pairwise cosines, got {idx.tolist()}")
+        raise ValueError(
+            f"a group needs at least 2 classes for pairwise cosines, got {idx.tolist()}"
+        )
     off = _off_diagonal(pairwise_cosines(a[idx]))
     return float(off.mean()), float(off.max())
 
@@ -193,7 +201,11 @@ def nc_metrics(
     with `minority` (>= 2 class indices): minority_cosine_h / _max_h, and with w
     minority_cosine_w / _max_w.
     """
-    k = num_classes if num_classes is not None else (w.shape[0] if w is not None else int(y.max()) + 1)
+    k = (
+        num_classes
+        if num_classes is not None
+        else (w.shape[0] if w is not None else int(y.max()) + 1)
+    )
     h64 = h.detach().to(torch.float64)
     y = y.detach().to(device=h.device, dtype=torch.long)
     mu, mu_g, _ = class_means(h64, y, k, global_mean=global_mean)
@@ -208,7 +220,9 @@ def nc_metrics(
     if w is not None:
         w = w.detach()
         if w.shape != (k, h.shape[1]):
-            raise ValueError(f"classifier must have shape ({k}, {h.shape[1]}), got {tuple(w.shape)}")
+            raise ValueError(
+                f"classifier must have shape ({k}, {h.shape[1]}), got {tuple(w.shape)}"
+            )
         out |= {
             "equinorm_w": equinorm(w),
             "equiangular_w": equiangularity(w),
