@@ -84,6 +84,9 @@ class Loss:
     def grad(self, z: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def value_and_grad(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.value(z, y), self.grad(z, y)
+
     def minimum(self) -> float:
         """Infimum of the loss over all logits (a lower bound for any optimum)."""
         return 0.0
@@ -97,9 +100,18 @@ class CrossEntropy(Loss):
         return cross_entropy(z, y)
 
     def grad(self, z: Tensor, y: Tensor) -> Tensor:
-        g = torch.softmax(z, dim=1)  # (B, K)
+        return self.value_and_grad(z, y)[1]
+
+    def value_and_grad(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """CE and softmax(z) - e_y from one exponential pass (the solvers' inner loop)."""
+        _check_logits(z, y)
+        shift = z.amax(dim=1, keepdim=True)  # (B, 1)
+        e = torch.exp(z - shift)  # (B, K)
+        total = e.sum(dim=1, keepdim=True)  # (B, 1)
+        value = (shift + torch.log(total)).squeeze(1) - z.gather(1, y[:, None]).squeeze(1)
+        g = e / total
         g[torch.arange(len(y), device=z.device), y] -= 1.0
-        return g
+        return value, g
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,403 @@
+"""Convex forms of the layer-peeled models, solved to a certified precision.
+
+**LPM** (Fang et al., PNAS 2021). By Jensen the optimum has collapsed features; with
+Z = W Hbar^T (K x K, column k = logits of the mean of class k) the LPM is exactly (d >= K)
+
+    min_Z  sum_k (n_k/N) CE(z_k, k)   s.t.  ||Z||_* <= r = K sqrt(E_W E_H),
+
+since ||W Hbar^T||_* <= ||W||_F ||Hbar||_F and every Z of the ball factors back. For convex f on
+this ball, f(Z) - f* <= <grad f(Z), Z> + r ||grad f(Z)||_op (the Frank-Wolfe gap), so every
+optimum reported carries a certificate.
+
+**Regularized UFM** (Hong & Ling 2023). With lambda = 2 sqrt(lambda_W lambda_H), D = diag(n_k)
+and Y = Z D^{1/2},
+
+    min_{Y,b}  (1/N) sum_k n_k CE(y_k / sqrt(n_k) + b, k) + lambda_b ||b||^2 + lambda ||Y||_*.
+
+With G = grad of the smooth part h (lambda_b ||b||^2 kept exact) and R >= ||Y*||_* (from
+lambda ||Y*||_* <= F(Y)), F* >= h - <G_Y, Y> - <G_b, b> - ||G_b||^2/(4 lambda_b)
++ R min(0, lambda - ||G_Y||_op). For lambda_b = 0 the bias is first minimized exactly
+(Newton's method, h is convex in b) and the G_b terms vanish.
+
+Both are solved by the accelerated proximal gradient of `ufm.solvers` (projection onto the
+nuclear-norm ball / singular-value thresholding). cvxpy formulations (Fang's SDP, the nuclear-norm
+program, Hong & Ling's program) are independent cross-checks for small K.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ufm.losses import cross_entropy
+from ufm.problems import Vars, _check_counts, _check_positive
+from ufm.solvers import SolveResult, accelerated_gradient
+
+__all__ = [
+    "ConvexResult",
+    "NuclearBallLPM",
+    "NuclearPenaltyUFM",
+    "cvxpy_lpm_nuclear",
+    "cvxpy_lpm_sdp",
+    "cvxpy_regularized",
+    "project_nuclear_ball",
+    "solve_lpm_convex",
+    "solve_regularized_convex",
+]
+
+
+def _project_simplex_ball(s: Tensor, radius: float) -> Tensor:
+    """Project s >= 0 (descending) onto {s >= 0, sum s <= radius} (Duchi et al. 2008)."""
+    if float(s.sum()) <= radius:
+        return s
+    cumulative = torch.cumsum(s, 0)
+    idx = torch.arange(1, len(s) + 1, dtype=s.dtype, device=s.device)
+    tau_all = (cumulative - radius) / idx
+    rho = int(torch.nonzero(s > tau_all).max())
+    return torch.clamp(s - tau_all[rho], min=0.0)
+
+
+def project_nuclear_ball(z: Tensor, radius: float) -> Tensor:
+    """Euclidean projection of z onto {||z||_* <= radius}: project the singular values."""
+    u, s, vh = torch.linalg.svd(z, full_matrices=False)
+    if float(s.sum()) <= radius:
+        return z
+    return (u * _project_simplex_ball(s, radius)) @ vh
+
+
+def _weighted_ce(zt: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """sum_k w_k CE(zt[k], k) and its gradient; row k of zt is class k's logits."""
+    k = zt.shape[0]
+    labels = torch.arange(k, device=zt.device)
+    value = (weights * cross_entropy(zt, labels)).sum()
+    grad = torch.softmax(zt, dim=1)
+    grad.diagonal().sub_(1.0)
+    return value, weights[:, None] * grad
+
+
+@dataclass
+class NuclearBallLPM:
+    """The LPM's convex form over Zt = Z^T (row k = logits of class k's mean), cross-entropy."""
+
+    counts: Sequence[int] | np.ndarray
+    e_w: float = 1.0
+    e_h: float = 5.0
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.counts = _check_counts(self.counts)
+        self.e_w = _check_positive(self.e_w, "E_W")
+        self.e_h = _check_positive(self.e_h, "E_H")
+        n = torch.as_tensor(self.counts, dtype=self.dtype, device=self.device)
+        self.weights = n / n.sum()  # (K,)
+        self.radius = len(self.counts) * math.sqrt(self.e_w * self.e_h)
+
+    def random_start(self, seed: int) -> Vars:
+        gen = torch.Generator().manual_seed(seed)
+        k = len(self.counts)
+        z = torch.randn(k, k, generator=gen, dtype=torch.float64).to(self.dtype).to(self.device)
+        return (z * (0.1 * self.radius / torch.linalg.norm(z)),)
+
+    def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
+        value, grad = _weighted_ce(x[0], self.weights)
+        return value, (grad,)
+
+    def smooth_value(self, x: Vars) -> float:
+        return float(self.value_and_grad(x)[0])
+
+    def penalty(self, x: Vars) -> float:
+        return 0.0
+
+    def objective(self, x: Vars) -> float:
+        return self.smooth_value(x)
+
+    def prox(self, x: Vars, step: float) -> Vars:
+        return (project_nuclear_ball(x[0], self.radius),)
+
+    def smoothness(self) -> float:
+        return float(self.weights.max()) / 2  # Böhning: Hess CE <= (I - 1 1^T/K)/2
+
+    def lower_bound(self, x: Vars) -> float:
+        value, (g,) = self.value_and_grad(x)
+        gap = (g * x[0]).sum() + self.radius * torch.linalg.matrix_norm(g, ord=2)
+        return float(value - gap)
+
+
+@dataclass
+class NuclearPenaltyUFM:
+    """Hong & Ling's convex form over (Yt, b), Yt = D^{1/2} Z^T (row k = sqrt(n_k) z_k)."""
+
+    counts: Sequence[int] | np.ndarray
+    lam: float = 1e-3
+    lambda_b: float = 0.0
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.counts = _check_counts(self.counts)
+        self.lam = _check_positive(self.lam, "lambda")
+        if not (math.isfinite(self.lambda_b) and self.lambda_b >= 0):
+            raise ValueError(f"lambda_b must be a finite number >= 0, got {self.lambda_b!r}")
+        n = torch.as_tensor(self.counts, dtype=self.dtype, device=self.device)
+        self.weights = n / n.sum()  # (K,)
+        self.root_n = n.sqrt()  # (K,)
+
+    def random_start(self, seed: int) -> Vars:
+        gen = torch.Generator().manual_seed(seed)
+        k = len(self.counts)
+        y = torch.randn(k, k, generator=gen, dtype=torch.float64).to(self.dtype).to(self.device)
+        return y * 0.01, torch.zeros(k, dtype=self.dtype, device=self.device)
+
+    def logits(self, x: Vars) -> Tensor:
+        """Row k: logits of class k's mean, z_k + b."""
+        yt, b = x
+        return yt / self.root_n[:, None] + b
+
+    def _data(self, x: Vars) -> tuple[Tensor, Tensor, Tensor]:
+        value, gz = _weighted_ce(self.logits(x), self.weights)
+        return value, gz / self.root_n[:, None], gz.sum(0)
+
+    def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
+        value, g_y, g_b = self._data(x)
+        b = x[1]
+        value = value + self.lambda_b * (b * b).sum()
+        return value, (g_y, g_b + 2 * self.lambda_b * b)
+
+    def smooth_value(self, x: Vars) -> float:
+        return float(self.value_and_grad(x)[0])
+
+    def penalty(self, x: Vars) -> float:
+        return self.lam * float(torch.linalg.svdvals(x[0]).sum())
+
+    def objective(self, x: Vars) -> float:
+        return self.smooth_value(x) + self.penalty(x)
+
+    def prox(self, x: Vars, step: float) -> Vars:
+        u, s, vh = torch.linalg.svd(x[0], full_matrices=False)
+        return (u * torch.clamp(s - step * self.lam, min=0.0)) @ vh, x[1]
+
+    def smoothness(self) -> float:
+        return float((self.weights / self.root_n**2).max() / 2 + 2 * self.lambda_b + 1e-12)
+
+    def polish_bias(self, x: Vars, iters: int = 50) -> Vars:
+        """Minimise the smooth part over b exactly (Newton with a pseudo-inverse, b ⟂ 1)."""
+        yt, b = x
+        for _ in range(iters):
+            p = torch.softmax(self.logits((yt, b)), dim=1)  # (K, K)
+            g = (self.weights[:, None] * p).sum(0) - self.weights + 2 * self.lambda_b * b
+            if float(torch.linalg.norm(g)) < 1e-15:
+                break
+            hess = torch.diag((self.weights[:, None] * p).sum(0)) - (p.T * self.weights) @ p
+            hess = hess + 2 * self.lambda_b * torch.eye(len(b), dtype=b.dtype, device=b.device)
+            b = b - torch.linalg.pinv(hess, hermitian=True, rtol=1e-13) @ g
+        return yt, b
+
+    def lower_bound(self, x: Vars) -> float:
+        if self.lambda_b == 0:
+            x = self.polish_bias(x)
+        yt, b = x
+        data, g_y, g_b = self._data(x)
+        f = self.objective(x)
+        radius = f / self.lam  # lam ||Y*||_* <= F* <= F(x)
+        op = float(torch.linalg.matrix_norm(g_y, ord=2))
+        bound = float(data) - float((g_y * yt).sum()) + radius * min(0.0, self.lam - op)
+        if self.lambda_b > 0:  # min over b' of <G_b, b'> + lambda_b ||b'||^2, exactly
+            bound -= float((g_b * b).sum()) + float((g_b * g_b).sum()) / (4 * self.lambda_b)
+        return bound
+
+
+@dataclass
+class ConvexResult:
+    """A certified optimum: value f(Z), a lower bound on f*, and f(Z) - bound (the gap)."""
+
+    z: Tensor  # (K, K), column k = logits of class k's mean (without bias)
+    bias: Tensor | None
+    value: float
+    lower_bound: float
+    iterations: int
+    seconds: float
+    history: dict[str, np.ndarray]
+
+    @property
+    def gap(self) -> float:
+        return self.value - self.lower_bound
+
+    @property
+    def relative_gap(self) -> float:
+        return self.gap / max(abs(self.lower_bound), 1e-300)
+
+    def factors(self, dim: int, balance: float, seed: int = 0) -> tuple[Tensor, Tensor]:
+        """(W (K, d), Hbar (K, d)) with W Hbar^T = Z, ||W||_F^2 = balance^2 ||Z||_*.
+
+        Z = U S V^T, W = U S^{1/2} balance, Hbar = V S^{1/2} / balance, embedded in R^d by a
+        seeded orthonormal frame. LPM: balance^2 = sqrt(E_W/E_H).
+        """
+        from ufm.etf import haar_frame
+
+        k = self.z.shape[0]
+        if dim < k:
+            raise ValueError(f"factors of a K x K matrix need dim >= K={k}, got {dim}")
+        u, s, vh = torch.linalg.svd(self.z)
+        root = s.sqrt()
+        frame = haar_frame(dim, k, seed=seed, dtype=self.z.dtype).to(self.z.device).T  # (K, d)
+        return (u * root * balance) @ frame, (vh.T * root / balance) @ frame
+
+
+def _check_certified(result: SolveResult, problem: object, tol: float, what: str) -> float:
+    bound = problem.lower_bound(result.x)  # type: ignore[attr-defined]
+    if not result.converged:
+        gap = (result.objective - bound) / max(abs(bound), 1e-300)
+        raise RuntimeError(
+            f"{what}: not certified after {result.iterations} iterations "
+            f"({result.seconds:.1f} s): relative gap {gap:.2e} > tol {tol:.1e}; "
+            f"raise max_iter or loosen tol"
+        )
+    return bound
+
+
+def solve_lpm_convex(
+    counts: Sequence[int] | np.ndarray,
+    e_w: float = 1.0,
+    e_h: float = 5.0,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 50_000,
+    max_seconds: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> ConvexResult:
+    """Certified optimum of the LPM (cross-entropy) to relative gap `tol`; raises if not reached."""
+    problem = NuclearBallLPM(counts, e_w, e_h, dtype=dtype, device=device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        res = accelerated_gradient(
+            problem,
+            problem.random_start(seed),
+            tol=tol,
+            relative=True,
+            max_iter=max_iter,
+            max_seconds=max_seconds,
+        )
+        bound = _check_certified(res, problem, tol, "LPM convex form")
+    return ConvexResult(
+        res.x[0].T,
+        None,
+        res.objective,
+        bound,
+        res.iterations,
+        time.perf_counter() - start,
+        res.history,
+    )
+
+
+def solve_regularized_convex(
+    counts: Sequence[int] | np.ndarray,
+    lam: float,
+    lambda_b: float = 0.0,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 100_000,
+    max_seconds: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> ConvexResult:
+    """Certified optimum of Hong & Ling's convex form; z = Y D^{-1/2} and the bias are returned."""
+    problem = NuclearPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device)
+    start = time.perf_counter()
+    with torch.no_grad():
+        res = accelerated_gradient(
+            problem,
+            problem.random_start(seed),
+            tol=tol,
+            relative=True,
+            max_iter=max_iter,
+            max_seconds=max_seconds,
+        )
+        x = problem.polish_bias(res.x) if lambda_b == 0 else res.x
+        bound = _check_certified(res, problem, tol, "regularized UFM convex form")
+    z = (x[0] / problem.root_n[:, None]).T
+    value = problem.objective(x)
+    return ConvexResult(
+        z, x[1], value, bound, res.iterations, time.perf_counter() - start, res.history
+    )
+
+
+def _cvxpy_solve(prob: object, solver: str, what: str) -> None:
+    import cvxpy as cp
+
+    kwargs = {"eps": 1e-9, "max_iters": 200_000} if solver == "SCS" else {}
+    try:
+        prob.solve(solver=solver, **kwargs)  # type: ignore[attr-defined]
+    except cp.error.SolverError as err:
+        raise RuntimeError(f"{what}: cvxpy solver {solver} failed: {err}") from err
+    status = prob.status  # type: ignore[attr-defined]
+    if status not in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        raise RuntimeError(f"{what}: cvxpy solver {solver} returned status {status!r}")
+
+
+def _ce_columns(z: object, weights: np.ndarray) -> object:
+    import cvxpy as cp
+
+    k = len(weights)
+    return sum(weights[j] * (cp.log_sum_exp(z[:, j]) - z[j, j]) for j in range(k))
+
+
+def cvxpy_lpm_nuclear(
+    counts: Sequence[int] | np.ndarray, e_w: float = 1.0, e_h: float = 5.0, solver: str = "SCS"
+) -> tuple[float, np.ndarray]:
+    """The LPM's nuclear-norm form in cvxpy: (optimal value, Z (K, K))."""
+    import cvxpy as cp
+
+    n = _check_counts(counts).astype(np.float64)
+    k = len(n)
+    z = cp.Variable((k, k))
+    prob = cp.Problem(
+        cp.Minimize(_ce_columns(z, n / n.sum())), [cp.normNuc(z) <= k * math.sqrt(e_w * e_h)]
+    )
+    _cvxpy_solve(prob, solver, "LPM nuclear-norm program")
+    return float(prob.value), np.asarray(z.value)
+
+
+def cvxpy_lpm_sdp(
+    counts: Sequence[int] | np.ndarray, e_w: float = 1.0, e_h: float = 5.0, solver: str = "SCS"
+) -> tuple[float, np.ndarray]:
+    """Fang et al.'s SDP: X = Gram of [Hbar; W] (2K x 2K) PSD, tr X_HH <= K E_H,
+    tr X_WW <= K E_W, objective in Z = X_WH. Returns (optimal value, X)."""
+    import cvxpy as cp
+
+    n = _check_counts(counts).astype(np.float64)
+    k = len(n)
+    x = cp.Variable((2 * k, 2 * k), PSD=True)
+    z = x[k:, :k]  # W Hbar^T
+    cons = [cp.trace(x[:k, :k]) <= k * e_h, cp.trace(x[k:, k:]) <= k * e_w]
+    prob = cp.Problem(cp.Minimize(_ce_columns(z, n / n.sum())), cons)
+    _cvxpy_solve(prob, solver, "LPM semidefinite program")
+    return float(prob.value), np.asarray(x.value)
+
+
+def cvxpy_regularized(
+    counts: Sequence[int] | np.ndarray, lam: float, lambda_b: float = 0.0, solver: str = "SCS"
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Hong & Ling's convex program in cvxpy: (optimal value, Z (K, K), b (K,))."""
+    import cvxpy as cp
+
+    n = _check_counts(counts).astype(np.float64)
+    k = len(n)
+    y = cp.Variable((k, k))
+    b = cp.Variable(k)
+    z = y @ np.diag(1.0 / np.sqrt(n))
+    logits = z + cp.reshape(b, (k, 1), order="F") @ np.ones((1, k))
+    objective = _ce_columns(logits, n / n.sum()) + lam * cp.normNuc(y)
+    objective += lambda_b * cp.sum_squares(b)
+    prob = cp.Problem(cp.Minimize(objective))
+    _cvxpy_solve(prob, solver, "regularized UFM program")
+    return float(prob.value), np.asarray(z.value), np.asarray(b.value)

@@ -1,0 +1,274 @@
+"""First-order solvers for the problems of `ufm.problems` and `ufm.convex`, registered by name.
+
+A problem gives f = smooth part + penalty, the gradient of the smooth part, and the proximal map
+of the penalty composed with the projection onto its feasible set (`prox`).
+
+- "pgd": plain proximal / projected gradient x+ = prox(x - t grad f(x)) with Armijo backtracking
+  (the step only shrinks). The reference method of the neural-collapse literature.
+- "fast": accelerated proximal gradient (Nesterov / FISTA, Beck & Teboulle 2009) with
+  (i) a step that shrinks on a failed sufficient-decrease test and grows by `grow` after every
+  accepted one, so it follows the local curvature instead of a global bound, and (ii) function- and
+  gradient-based adaptive restart (O'Donoghue & Candès 2015), which keeps it monotone and
+  recovers linear convergence near strongly convex minima. On the DR problems, whose objective is
+  flat orthogonally to w*_k, the growing step lets the projection do the alignment.
+
+Both start from `problem.random_start(seed)` (never from the answer), compute in the problem's
+dtype and device, and stop at the first of: the gap to `target` (a known or certified optimum)
+<= tol, the problem's own certificate f - lower_bound <= tol (checked every `check_every`
+iterations), the gradient mapping's norm <= grad_tol (stationarity), `max_iter`, `max_seconds`.
+With `relative=True` both gaps are divided by max(|target or bound|, 1e-300).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ufm.problems import Problem, Vars
+
+__all__ = ["SOLVERS", "SolveResult", "accelerated_gradient", "projected_gradient", "solve"]
+
+
+@dataclass
+class SolveResult:
+    """Final point, its objective, how it stopped, and the history of f per iteration."""
+
+    x: Vars
+    objective: float
+    iterations: int
+    seconds: float
+    converged: bool
+    reason: str
+    history: dict[str, np.ndarray] = field(repr=False)
+    lower_bound: float | None = None
+
+
+def _dot(a: Vars, b: Vars) -> float:
+    return float(sum(torch.vdot(u.reshape(-1), v.reshape(-1)) for u, v in zip(a, b, strict=True)))
+
+
+def _axpy(x: Vars, t: float, g: Vars) -> Vars:
+    return tuple(torch.add(u, v, alpha=t) for u, v in zip(x, g, strict=True))
+
+
+def _sub(a: Vars, b: Vars) -> Vars:
+    return tuple(u - v for u, v in zip(a, b, strict=True))
+
+
+@dataclass
+class _Monitor:
+    """Records (iteration, seconds, objective) and decides when to stop."""
+
+    problem: Problem
+    tol: float
+    target: float | None
+    max_iter: int
+    max_seconds: float | None
+    check_every: int
+    relative: bool
+    grad_tol: float | None
+
+    def __post_init__(self) -> None:
+        if not (self.tol > 0 and math.isfinite(self.tol)):
+            raise ValueError(f"tol must be a finite number > 0, got {self.tol!r}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be >= 1, got {self.max_iter!r}")
+        if self.target is not None and not math.isfinite(self.target):
+            raise ValueError(f"target must be finite, got {self.target!r}")
+        self.start = time.perf_counter()
+        self.rows: list[tuple[int, float, float]] = []
+        self.bound: float | None = None
+
+    def _small(self, gap: float, reference: float) -> bool:
+        scale = max(abs(reference), 1e-300) if self.relative else 1.0
+        return gap <= self.tol * scale
+
+    def record(self, it: int, f: float) -> None:
+        self.rows.append((it, time.perf_counter() - self.start, f))
+
+    def stop(self, it: int, f: float, x: Vars, step: _Step) -> str | None:
+        if not math.isfinite(f):
+            raise FloatingPointError(f"objective became {f} at iteration {it}")
+        if self.target is not None and self._small(f - self.target, self.target):
+            return "target gap reached"
+        if self.target is None and (it % self.check_every == 0 or it >= self.max_iter):
+            bound = self.problem.lower_bound(x)
+            if bound is not None:
+                self.bound = bound
+                if self._small(f - bound, bound):
+                    return "certified gap reached"
+        if self.grad_tol is not None and step.mapping <= self.grad_tol:
+            return "stationary"
+        if it >= self.max_iter:
+            return "max_iter"
+        if self.max_seconds is not None and time.perf_counter() - self.start > self.max_seconds:
+            return "max_seconds"
+        return None
+
+    def result(self, x: Vars, f: float, it: int, reason: str) -> SolveResult:
+        arr = np.array(self.rows, dtype=np.float64).reshape(-1, 3)
+        history = {
+            "iteration": arr[:, 0].astype(np.int64),
+            "seconds": arr[:, 1],
+            "objective": arr[:, 2],
+        }
+        converged = reason not in ("max_iter", "max_seconds")
+        seconds = time.perf_counter() - self.start
+        return SolveResult(x, f, it, seconds, converged, reason, history, self.bound)
+
+
+@dataclass
+class _Step:
+    """An accepted prox-gradient step from y: x+ = prox(y - t g), d = x+ - y."""
+
+    x: Vars
+    smooth: float  # s(x+)
+    grad: Vars | None  # grad s(x+), when it was computed
+    t: float
+    d: Vars
+    curvature: float  # local curvature along d: 2 (s(x+) - s(y) - <g, d>) / ||d||^2
+
+    @property
+    def mapping(self) -> float:
+        """Norm of the gradient mapping ||d||/t at y (0 at a stationary point)."""
+        return math.sqrt(_dot(self.d, self.d)) / self.t
+
+
+def _armijo_step(
+    problem: Problem, y: Vars, sy: float, gy: Vars, t: float, with_grad: bool = False
+) -> _Step:
+    """Backtrack t until x+ = prox(y - t g), d = x+ - y, passes the sufficient-decrease test
+
+        s(x+) <= s(y) + <g, d> + ||d||^2/(2t)          (s: the smooth part).
+
+    Once ||d||^2/(2t) is below the rounding noise of s, that test can no longer be decided and
+    the equivalent curvature test <grad s(x+) - g, d> <= ||d||^2/t is used instead: it stays
+    accurate to the precision of the gradients, so iterates keep converging after f has.
+    """
+    noise = 1e-11 * max(1.0, abs(sy))
+    for _ in range(100):
+        x_new = problem.prox(_axpy(y, -t, gy), t)
+        d = _sub(x_new, y)
+        dd = _dot(d, d)
+        if dd == 0.0:
+            return _Step(x_new, sy, gy if with_grad else None, t, d, 0.0)
+        precise = dd / (2 * t) > noise
+        g_new = None
+        if with_grad or not precise:
+            s_t, g_new = problem.value_and_grad(x_new)
+            s_new = float(s_t)
+        else:
+            s_new = problem.smooth_value(x_new)
+        if precise:
+            curvature = 2 * (s_new - sy - _dot(gy, d)) / dd
+        else:
+            curvature = _dot(_sub(g_new, gy), d) / dd
+        if curvature <= 1.0 / t:
+            return _Step(x_new, s_new, g_new, t, d, curvature)
+        t *= 0.5
+    raise FloatingPointError("line search failed: the gradient does not match the objective")
+
+
+Options = dict[str, object]
+
+
+def projected_gradient(
+    problem: Problem,
+    x0: Vars,
+    *,
+    tol: float = 1e-9,
+    target: float | None = None,
+    max_iter: int = 100_000,
+    max_seconds: float | None = None,
+    check_every: int = 10,
+    relative: bool = False,
+    grad_tol: float | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> SolveResult:
+    """Plain projected (proximal) gradient with Armijo backtracking; the step never grows."""
+    mon = _Monitor(problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol)
+    x = problem.prox(x0, 0.0)
+    s_t, g = problem.value_and_grad(x)
+    s = float(s_t)
+    t = 64.0 / problem.smoothness()  # generous first trial, halved until accepted
+    mon.record(0, s + problem.penalty(x))
+    it = 0
+    while True:
+        it += 1
+        st = _armijo_step(problem, x, s, g, t, with_grad=True)
+        x, s, g, t = st.x, st.smooth, st.grad, st.t
+        f = s + problem.penalty(x)
+        mon.record(it, f)
+        if callback is not None:
+            callback(it, f)
+        if reason := mon.stop(it, f, x, st):
+            return mon.result(x, f, it, reason)
+
+
+def accelerated_gradient(
+    problem: Problem,
+    x0: Vars,
+    *,
+    tol: float = 1e-9,
+    target: float | None = None,
+    max_iter: int = 100_000,
+    max_seconds: float | None = None,
+    check_every: int = 10,
+    relative: bool = False,
+    grad_tol: float | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    grow: float = 1.5,
+) -> SolveResult:
+    """FISTA with a growing/shrinking step and adaptive restart (module docstring)."""
+    mon = _Monitor(problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol)
+    x = problem.prox(x0, 0.0)
+    s_t, gy = problem.value_and_grad(x)
+    y, sy = x, float(s_t)
+    f = sy + problem.penalty(x)
+    t = 64.0 / problem.smoothness()  # generous first trial, halved until accepted
+    theta = 1.0
+    mon.record(0, f)
+    it = 0
+    while True:
+        it += 1
+        st = _armijo_step(problem, y, sy, gy, t)
+        f_new = st.smooth + problem.penalty(st.x)
+        if f_new > f + 1e-13 * max(1.0, abs(f)):  # function restart: a plain step from x
+            s_x, g_x = problem.value_and_grad(x)
+            st = _armijo_step(problem, x, float(s_x), g_x, st.t)
+            f_new = st.smooth + problem.penalty(st.x)
+            theta = 1.0
+        step = _sub(st.x, x)
+        theta_new = (1.0 + math.sqrt(1.0 + 4.0 * theta * theta)) / 2.0
+        if _dot(st.d, step) < 0:  # gradient restart: the momentum points uphill
+            theta, theta_new = 1.0, 1.0
+        y = _axpy(st.x, (theta - 1.0) / theta_new, step)
+        x, f, theta = st.x, f_new, theta_new
+        sy_t, gy = problem.value_and_grad(y)
+        sy = float(sy_t)
+        # Grow the step, but not past the inverse of the curvature just measured along d.
+        t = st.t * grow if st.curvature <= 0 else min(st.t * grow, 1.0 / st.curvature)
+        mon.record(it, f)
+        if callback is not None:
+            callback(it, f)
+        if reason := mon.stop(it, f, x, st):
+            return mon.result(x, f, it, reason)
+
+
+Solver = Callable[..., SolveResult]
+SOLVERS: dict[str, Solver] = {"pgd": projected_gradient, "fast": accelerated_gradient}
+
+
+def solve(
+    problem: Problem, solver: str = "fast", *, seed: int = 0, **options: object
+) -> SolveResult:
+    """Solve `problem` from `problem.random_start(seed)` with the registered `solver`."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; registered: {', '.join(sorted(SOLVERS))}")
+    with torch.no_grad():
+        return SOLVERS[solver](problem, problem.random_start(seed), **options)

@@ -1,0 +1,117 @@
+"""Closed forms of the theory: optima, thresholds and limiting geometries.
+
+Every function states its formula and source; each has a numerical twin in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.linalg import sqrtm
+from scipy.optimize import brentq
+
+__all__ = [
+    "class_averaged_etf_optimum",
+    "etf_margin_loss",
+    "hong_ling_threshold",
+    "seli_classifier_gram",
+    "seli_mean_logits",
+    "theorem1_value",
+]
+
+
+def etf_margin_loss(num_classes: int, e_w: float, norm: float) -> float:
+    """CE of a feature of norm s aligned with its ETF classifier vector (||w*_k|| = sqrt(E_W)):
+
+    phi(s) = log(1 + (K-1) exp(-K sqrt(E_W) s / (K-1))).
+    """
+    k = num_classes
+    return math.log1p((k - 1) * math.exp(-k * math.sqrt(e_w) * norm / (k - 1)))
+
+
+def theorem1_value(num_classes: int, e_w: float, e_h: float) -> float:
+    """Optimum of the fixed-ETF decoupled LPM with CE, for any counts (Yang et al. 2022, Thm 1):
+
+        log(1 + (K-1) exp(-K sqrt(E_W E_H) / (K-1))),
+
+    attained only at h*_{k,i} = sqrt(E_H/E_W) w*_k. It is also the balanced LPM optimum
+    (Fang et al. 2021): 0.5597815 for K = 10, E_W = 1, E_H = 5.
+    """
+    return etf_margin_loss(num_classes, e_w, math.sqrt(e_h))
+
+
+def class_averaged_etf_optimum(
+    counts: Sequence[int] | np.ndarray, e_w: float, e_h: float
+) -> tuple[float, np.ndarray]:
+    """Fixed ETF + CE under the class-averaged constraint (1/K) sum_k (1/n_k) sum_i ||h||^2 <= E_H.
+
+    By Jensen and the ETF's symmetry h_{k,i} = s_k w*_k/||w*_k||, leaving the convex problem
+    min_s sum_k (n_k/N) phi(s_k) s.t. (1/K) sum_k s_k^2 <= E_H (phi: `etf_margin_loss`). Its KKT
+    conditions (n_k/N) phi'(s_k) + (2 mu/K) s_k = 0 are solved by nested root finding.
+    Returns (optimal value, norms s_k (K,)); the norms grow with n_k.
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    k = len(n)
+    a, b = k - 1.0, k * math.sqrt(e_w) / (k - 1)
+    weights = n / n.sum()
+
+    def slope(s: float) -> float:  # -phi'(s) > 0, decreasing in s
+        return a * b / (a + math.exp(b * s))
+
+    def norms(mu: float) -> np.ndarray:
+        top = 10.0 * math.sqrt(k * e_h) + 10.0
+        return np.array(
+            [
+                brentq(
+                    lambda s, w=w: w * slope(s) - 2 * mu * s / k, 0.0, top, xtol=1e-15, rtol=1e-15
+                )
+                for w in weights
+            ]
+        )
+
+    def excess(log_mu: float) -> float:
+        return float(np.mean(norms(math.exp(log_mu)) ** 2) - e_h)
+
+    log_mu = brentq(excess, -60.0, 20.0, xtol=1e-14, rtol=1e-15)
+    s = norms(math.exp(log_mu))
+    value = float(sum(w * etf_margin_loss(k, e_w, si) for w, si in zip(weights, s, strict=True)))
+    return value, s
+
+
+def hong_ling_threshold(n_minority: int, num_samples: int) -> float:
+    """Minority-collapse threshold of the regularized UFM (Hong & Ling 2023), step profile:
+
+    the K_B minority classes (n_B samples each) collapse to one vector iff
+    lambda >= sqrt(n_B)/N, with lambda = 2 sqrt(lambda_W lambda_H) for penalties
+    lambda ||.||^2 ("plain") and lambda = sqrt(lambda_W lambda_H) for (lambda/2)||.||^2 ("half"),
+    see `ufm.problems.effective_lambda`. (5, 500, 5, 100) gives 10/3000 = 0.0033333.
+    """
+    if n_minority < 1 or num_samples < n_minority:
+        raise ValueError(f"need 1 <= n_B <= N, got n_B={n_minority}, N={num_samples}")
+    return math.sqrt(n_minority) / num_samples
+
+
+def _centering(num_classes: int) -> np.ndarray:
+    return np.eye(num_classes) - np.ones((num_classes, num_classes)) / num_classes
+
+
+def seli_classifier_gram(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """SELI classifier geometry (Thrampoulidis et al., NeurIPS 2022), Frobenius-normalised:
+
+        W W^T ∝ (Zbar D Zbar)^{1/2},   Zbar = I - 1 1^T/K,  D = diag(n_k)  -> (K, K).
+
+    Balanced counts give the simplex-ETF Gram matrix (I - 1 1^T/K)/sqrt(K-1).
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    zbar = _centering(len(n))
+    root = np.real(sqrtm(zbar @ np.diag(n) @ zbar))
+    root = (root + root.T) / 2
+    return root / np.linalg.norm(root)
+
+
+def seli_mean_logits(num_classes: int) -> np.ndarray:
+    """SELI logits of the class means: Z = W Hbar^T ∝ Zbar = I - 1 1^T/K, normalised, (K, K)."""
+    zbar = _centering(num_classes)
+    return zbar / np.linalg.norm(zbar)
