@@ -1,0 +1,127 @@
+"""Atomic, self-describing output: run folders whose files are either whole or absent.
+
+Every file is written to a temporary sibling, flushed to disk and renamed over its target
+(`os.replace` is atomic on POSIX), so a run killed at any moment leaves either the previous
+complete file or none, never half of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_csv",
+    "atomic_write_json",
+    "atomic_write_text",
+    "code_version",
+    "new_run_dir",
+    "read_json",
+]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy / torch arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """JSON with 2-space indent; numpy/torch values become lists or numbers."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def atomic_write_csv(
+    path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file with a clear error when it is missing or corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); the run may be incomplete") from err
+
+
+def code_version() -> dict[str, str]:
+    """Package version and, inside a git checkout, the commit and whether it had local edits."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        info = {"package": version("nc-verify")}
+    except PackageNotFoundError:
+        info = {"package": "unknown"}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout
+        info |= {"commit": commit, "dirty": str(bool(dirty.strip())).lower()}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def new_run_dir(base: str | Path, name: str | None = None) -> Path:
+    """A fresh folder base/<name or timestamp>; a numeric suffix avoids clobbering."""
+    base = Path(base)
+    stem = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, i = base / stem, 1
+    while path.exists():
+        i += 1
+        path = base / f"{stem}-{i}"
+    path.mkdir(parents=True)
+    return path

@@ -1,0 +1,356 @@
+"""`python -m ufm.simulate`: the layer-peeled model, fixed ETF versus learnable classifier,
+cross-entropy versus dot regression, on one set of class counts, side by side.
+
+Every configuration is solved from a random start by the chosen solver and compared with its
+global optimum: Theorem 1's closed form (fixed ETF + CE), 0 (DR), or the certified optimum of the
+LPM's convex form (learnable + CE). One table is printed and a run folder is written:
+
+    config.json     every option, the class counts, the code version
+    history.csv     configuration, iteration, seconds, objective, gap (the convergence curves)
+    summary.json    per configuration: objective, optimum, gap, certificate, metrics
+                    (written last and atomically: a killed run has none)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ufm.convex import solve_lpm_convex
+from ufm.imbalance import ClassProfile, make_profile
+from ufm.io import atomic_write_csv, atomic_write_json, code_version, new_run_dir
+from ufm.losses import LOSSES
+from ufm.metrics import nc_metrics
+from ufm.problems import FixedETFModel, LayerPeeledModel, Problem
+from ufm.solvers import SOLVERS, solve
+
+__all__ = ["SimulateConfig", "main", "run_configuration", "run_simulation"]
+
+CLASSIFIERS = ("etf", "learnable")
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEGENERATE_NOTE = (
+    "learnable + DR is degenerate: its minimizers include a fully collapsed classifier "
+    "(all w_k equal, every h = sqrt(E_H) w/||w||), value 0; the metrics describe the "
+    "minimizer this run reached, not a unique one"
+)
+
+
+@dataclass
+class SimulateConfig:
+    """Options of one simulation; the defaults are the CIFAR-10-LT-sized problem."""
+
+    imbalance: float = 100.0  # rho = n_max / n_min (exp) or R = n_A / n_B (step)
+    classes: int = 10  # K
+    n_max: int = 5000  # samples of the largest class
+    profile: str = "exp"  # "exp" (long tail) or "step"
+    minority_classes: int | None = None  # step profile: K_B (default K // 2)
+    dim: int = 64  # feature dimension d (>= K for the learnable certificate)
+    e_w: float = 1.0  # classifier energy E_W
+    e_h: float = 5.0  # feature energy E_H
+    losses: tuple[str, ...] = ("ce", "dr")
+    classifiers: tuple[str, ...] = ("etf", "learnable")
+    solver: str = "fast"  # a key of ufm.solvers.SOLVERS
+    seed: int = 0  # random start and ETF rotation
+    tol: float = 1e-9  # stop at gap <= tol * max(1, |optimum|)
+    max_iter: int = 20_000  # per configuration
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
+    dtype: str = "float64"
+    out: str | None = None  # run folder; default runs/ufm/<timestamp>
+    figures: bool = True  # draw the run's figures at the end
+    counts: list[int] = field(default_factory=list, repr=False)  # filled from the profile
+
+    def validate(self) -> None:
+        for name in self.losses:
+            if name not in LOSSES:
+                raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+        for name in self.classifiers:
+            if name not in CLASSIFIERS:
+                raise ValueError(f"unknown classifier {name!r}; choose from {CLASSIFIERS}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("e_w", "e_h", "tol"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}"
+                )
+        if self.max_iter < 1:
+            raise ValueError(f"--max-iter must be >= 1, got {self.max_iter}")
+        if self.dim < self.classes - 1:
+            raise ValueError(
+                f"--dim {self.dim} is below K-1 = {self.classes - 1}: a simplex ETF "
+                f"of {self.classes} classes does not fit; use --dim >= {self.classes}"
+            )
+        if "learnable" in self.classifiers and self.dim < self.classes:
+            raise ValueError(
+                f"the learnable LPM is certified only for d >= K; got --dim "
+                f"{self.dim} < {self.classes}"
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is CUDA when available; an unavailable CUDA device is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def build_problem(
+    cfg: SimulateConfig, profile: ClassProfile, classifier: str, loss: str, device: torch.device
+) -> Problem:
+    common = dict(
+        counts=profile.counts,
+        dim=cfg.dim,
+        dtype=DTYPES[cfg.dtype],
+        device=device,
+        loss=loss,
+        e_w=cfg.e_w,
+        e_h=cfg.e_h,
+    )
+    if classifier == "etf":
+        return FixedETFModel(**common, constraint="sample", etf_seed=cfg.seed)
+    return LayerPeeledModel(**common)
+
+
+def reference_optimum(
+    cfg: SimulateConfig, problem: Problem, device: torch.device
+) -> dict[str, Any]:
+    """The global optimum the run is compared with, and how it is known."""
+    closed = problem.optimum()
+    if closed is not None:
+        source = "Theorem 1 (Yang et al. 2022)" if closed > 0 else "loss >= 0, attained"
+        return {"optimum": closed, "certified": True, "source": source, "certificate_gap": 0.0}
+    convex = solve_lpm_convex(
+        problem.counts,
+        cfg.e_w,
+        cfg.e_h,
+        tol=min(cfg.tol, 1e-10),
+        dtype=DTYPES[cfg.dtype],
+        device=device,
+    )
+    return {
+        "optimum": convex.value,
+        "certified": convex.relative_gap <= min(cfg.tol, 1e-10),
+        "source": "convex form, Frank-Wolfe certificate",
+        "certificate_gap": convex.gap,
+        "lower_bound": convex.lower_bound,
+        "convex_iterations": convex.iterations,
+        "convex_seconds": convex.seconds,
+    }
+
+
+def run_configuration(
+    cfg: SimulateConfig, profile: ClassProfile, classifier: str, loss: str, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Solve one configuration; returns (summary entry, history)."""
+    problem = build_problem(cfg, profile, classifier, loss, device)
+    ref = reference_optimum(cfg, problem, device)
+    result = solve(
+        problem,
+        cfg.solver,
+        seed=cfg.seed,
+        tol=cfg.tol,
+        target=ref["optimum"],
+        max_iter=cfg.max_iter,
+    )
+    metrics = nc_metrics(
+        problem.features(result.x),
+        problem.labels,
+        problem.classifier(result.x),
+        problem.bias(result.x),
+        num_classes=profile.num_classes,
+        minority=profile.minority,
+    )
+    gap = result.objective - ref["optimum"]
+    entry = {
+        "classifier": classifier,
+        "loss": loss,
+        "objective": result.objective,
+        "optimum": ref["optimum"],
+        "gap": gap,
+        "relative_gap": gap / abs(ref["optimum"]) if ref["optimum"] else None,
+        "certified": ref["certified"],
+        "optimum_source": ref["source"],
+        "iterations": result.iterations,
+        "seconds": result.seconds,
+        "converged": result.converged,
+        "stop_reason": result.reason,
+        "reference": {k: v for k, v in ref.items() if k not in ("optimum", "certified")},
+        "metrics": metrics,
+    }
+    if classifier == "learnable" and loss == "dr":
+        entry["note"] = DEGENERATE_NOTE
+    return entry, result.history
+
+
+def format_table(runs: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'configuration':<15} {'objective':>12} {'optimum':>12} {'gap':>9} {'cert':>4} "
+        f"{'iters':>6} {'sec':>6} {'NC1':>8} {'ETF-dist':>8} {'self-dual':>9} "
+        f"{'minCosW':>8} {'minCosH':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        m = r["metrics"]
+        lines.append(
+            f"{r['classifier'] + ' + ' + r['loss']:<15} {r['objective']:>12.8f} "
+            f"{r['optimum']:>12.8f} {r['gap']:>9.1e} {'yes' if r['certified'] else 'no':>4} "
+            f"{r['iterations']:>6d} {r['seconds']:>6.2f} {m['nc1']:>8.1e} "
+            f"{m['etf_distance']:>8.4f} {m['self_duality']:>9.4f} "
+            f"{m['minority_cosine_w']:>8.4f} {m['minority_cosine_h']:>8.4f}"
+        )
+    notes = [f"note: {r['note']}" for r in runs if "note" in r]
+    return "\n".join(lines + notes)
+
+
+def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Run every configuration, write the run folder and return (folder, summary)."""
+    cfg.validate()
+    profile = make_profile(
+        cfg.profile,
+        num_classes=cfg.classes,
+        n_max=cfg.n_max,
+        ratio=cfg.imbalance,
+        num_minority=cfg.minority_classes,
+    )
+    cfg.counts = profile.counts.tolist()
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.out) if cfg.out else new_run_dir("runs/ufm")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").unlink(missing_ok=True)  # stale summaries never survive a rerun
+    atomic_write_json(run_dir / "config.json", {"config": asdict(cfg), "version": code_version()})
+    if echo:
+        print(
+            f"K={profile.num_classes} N={profile.total} counts {cfg.counts[0]}..."
+            f"{cfg.counts[-1]} (ratio {profile.ratio:g}), d={cfg.dim}, solver={cfg.solver}, "
+            f"device={device}, dtype={cfg.dtype}",
+            flush=True,
+        )
+    start = time.perf_counter()
+    runs, rows = [], []
+    for classifier in cfg.classifiers:
+        for loss in cfg.losses:
+            entry, hist = run_configuration(cfg, profile, classifier, loss, device)
+            runs.append(entry)
+            name = f"{classifier}+{loss}"
+            rows += [
+                (name, int(i), f"{s:.6f}", repr(float(f)), repr(float(f - entry["optimum"])))
+                for i, s, f in zip(
+                    hist["iteration"], hist["seconds"], hist["objective"], strict=True
+                )
+            ]
+    atomic_write_csv(
+        run_dir / "history.csv", ["configuration", "iteration", "seconds", "objective", "gap"], rows
+    )
+    summary = {
+        "counts": cfg.counts,
+        "minority": profile.minority.tolist(),
+        "config": asdict(cfg),
+        "runs": runs,
+        "seconds": time.perf_counter() - start,
+        "version": code_version(),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    if echo:
+        print(format_table(runs))
+        print(f"wrote {run_dir} ({summary['seconds']:.1f} s)")
+    if cfg.figures:
+        _draw_figures(run_dir, echo)
+    return run_dir, summary
+
+
+def _draw_figures(run_dir: Path, echo: bool) -> None:
+    try:
+        from figures.ufm import draw_ufm_run
+    except ImportError:  # figures/ is optional for the library
+        return
+    paths = draw_ufm_run(run_dir)
+    if echo and paths:
+        print(f"figures: {run_dir / 'figures'} ({len(paths)} files)")
+
+
+def _csv(values: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in values.split(",") if v.strip())
+
+
+def parse_args(argv: list[str] | None) -> SimulateConfig:
+    d = SimulateConfig()
+    p = argparse.ArgumentParser(
+        prog="python -m ufm.simulate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--imbalance", type=float, default=d.imbalance, help="n_max/n_min (exp) or n_A/n_B (step)"
+    )
+    p.add_argument("--classes", type=int, default=d.classes, help="number of classes K")
+    p.add_argument("--n-max", type=int, default=d.n_max, help="samples of the largest class")
+    p.add_argument("--profile", choices=("exp", "step"), default=d.profile)
+    p.add_argument(
+        "--minority-classes",
+        type=int,
+        default=None,
+        help="step profile: number of minority classes (default K/2)",
+    )
+    p.add_argument("--dim", type=int, default=d.dim, help="feature dimension d")
+    p.add_argument("--e-w", type=float, default=d.e_w, help="classifier energy E_W")
+    p.add_argument("--e-h", type=float, default=d.e_h, help="feature energy E_H")
+    p.add_argument("--losses", default=",".join(d.losses), help="comma list of ce, dr")
+    p.add_argument(
+        "--classifiers", default=",".join(d.classifiers), help="comma list of etf, learnable"
+    )
+    p.add_argument("--solver", default=d.solver, help=f"one of {', '.join(SOLVERS)}")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--tol", type=float, default=d.tol, help="gap tolerance, x max(1, |optimum|)")
+    p.add_argument("--max-iter", type=int, default=d.max_iter)
+    p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
+    p.add_argument("--out", default=None, help="run folder (default runs/ufm/<timestamp>)")
+    p.add_argument("--no-figures", action="store_true", help="do not draw the run's figures")
+    a = p.parse_args(argv)
+    return SimulateConfig(
+        imbalance=a.imbalance,
+        classes=a.classes,
+        n_max=a.n_max,
+        profile=a.profile,
+        minority_classes=a.minority_classes,
+        dim=a.dim,
+        e_w=a.e_w,
+        e_h=a.e_h,
+        losses=_csv(a.losses),
+        classifiers=_csv(a.classifiers),
+        solver=a.solver,
+        seed=a.seed,
+        tol=a.tol,
+        max_iter=a.max_iter,
+        device=a.device,
+        dtype=a.dtype,
+        out=a.out,
+        figures=not a.no_figures,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    try:
+        run_simulation(cfg)
+    except (ValueError, RuntimeError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
