@@ -168,7 +168,8 @@ def _armijo_step(
             curvature = 2 * (s_new - sy - _dot(gy, d)) / dd
         else:
             curvature = _dot(_sub(g_new, gy), d) / dd
-        if curvature <= 1.0 / t:
+        decrease = s_new <= sy + _dot(gy, d) + dd / (2 * t) + noise
+        if curvature <= 1.0 / t and decrease:
             return _Step(x_new, s_new, g_new, t, d, curvature)
         t *= 0.5
     raise FloatingPointError("line search failed: the gradient does not match the objective")

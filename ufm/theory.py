@@ -9,7 +9,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import sqrtm
 from scipy.optimize import brentq
 
 __all__ = [
@@ -106,8 +105,9 @@ def seli_classifier_gram(counts: Sequence[int] | np.ndarray) -> np.ndarray:
     """
     n = np.asarray(counts, dtype=np.float64)
     zbar = _centering(len(n))
-    root = np.real(sqrtm(zbar @ np.diag(n) @ zbar))
-    root = (root + root.T) / 2
+    vals, vecs = np.linalg.eigh(zbar @ np.diag(n) @ zbar)  # PSD, rank K-1
+    vals = np.where(vals > 1e-12 * vals.max(), vals, 0.0)  # the null direction 1 exactly
+    root = (vecs * np.sqrt(vals)) @ vecs.T
     return root / np.linalg.norm(root)
 
 

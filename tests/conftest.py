@@ -1,0 +1,46 @@
+"""Shared test settings: tolerances per dtype (the only place they live), hypothesis profiles,
+and the GPU skip."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# Tolerances for comparing two computations of the same quantity, per dtype.
+TOL = {
+    torch.float64: {"atol": 1e-12, "rtol": 1e-10},
+    torch.float32: {"atol": 1e-5, "rtol": 1e-4},
+}
+# Solver-backed results: an optimum reached by a first-order solver (gap on the objective)
+# and the agreement of two independent solvers (the cvxpy ones are accurate to ~1e-6).
+SOLVER_GAP = 1e-9
+CROSS_SOLVER = 2e-5
+
+settings.register_profile(
+    "default", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", deadline=None, max_examples=400)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def close(
+    a: torch.Tensor | float,
+    b: torch.Tensor | float,
+    dtype: torch.dtype = torch.float64,
+    scale: float = 1.0,
+) -> bool:
+    """allclose with the tolerances of `dtype`, loosened by `scale`."""
+    tol = TOL[dtype]
+    a_t = torch.as_tensor(a, dtype=torch.float64)
+    b_t = torch.as_tensor(b, dtype=torch.float64)
+    return bool(torch.allclose(a_t, b_t, atol=tol["atol"] * scale, rtol=tol["rtol"] * scale))
+
+
+@pytest.fixture
+def cuda() -> torch.device:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    return torch.device("cuda")

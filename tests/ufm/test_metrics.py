@@ -1,0 +1,132 @@
+"""NC metrics: exact on collapsed inputs, invariant to rotation and scale, conventions explicit."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ufm.etf import haar_frame, simplex_etf
+from ufm.metrics import class_means, group_cosines, nc1, nc_metrics
+
+
+def _collapsed(counts: list[int], d: int, seed: int, scale: float = 2.0):
+    k = len(counts)
+    w = simplex_etf(k, d, seed=seed).T  # (K, d)
+    y = torch.repeat_interleave(torch.arange(k), torch.tensor(counts))
+    return scale * w[y], y, w
+
+
+def _noisy(counts: list[int], d: int, seed: int, noise: float = 0.3):
+    h, y, w = _collapsed(counts, d, seed)
+    gen = torch.Generator().manual_seed(seed)
+    w_noisy = w + 0.2 * torch.randn(w.shape, generator=gen, dtype=w.dtype)
+    return h + noise * torch.randn(h.shape, generator=gen, dtype=h.dtype), y, w_noisy
+
+
+counts_st = st.lists(st.integers(2, 30), min_size=3, max_size=8)
+
+
+@given(counts_st, st.integers(0, 1000))
+def test_zero_on_perfectly_collapsed_etf(counts: list[int], seed: int) -> None:
+    h, y, w = _collapsed(counts, len(counts) + 3, seed)
+    m = nc_metrics(h, y, w, num_classes=len(counts), minority=[0, 1])
+    for key in (
+        "nc1",
+        "etf_distance",
+        "etf_distance_h",
+        "self_duality",
+        "ncc_mismatch",
+        "equinorm_h",
+        "equinorm_w",
+        "equiangular_h",
+        "max_angle_w",
+    ):
+        assert abs(m[key]) < 1e-12, (key, m[key])
+    assert m["minority_cosine_w"] == pytest.approx(-1 / (len(counts) - 1))
+
+
+@given(counts_st, st.integers(0, 1000), st.floats(0.01, 100.0))
+def test_invariant_to_rotation_and_scale(counts: list[int], seed: int, scale: float) -> None:
+    d = len(counts) + 2
+    h, y, w = _noisy(counts, d, seed)
+    q = haar_frame(d, d, seed=seed + 1)  # a random rotation
+    base = nc_metrics(h, y, w, num_classes=len(counts), minority=[0, 1])
+    moved = nc_metrics(scale * h @ q, y, scale * w @ q, num_classes=len(counts), minority=[0, 1])
+    for key, value in base.items():
+        assert moved[key] == pytest.approx(value, rel=1e-7, abs=1e-9), key
+
+
+def test_nc1_matches_a_direct_loop() -> None:
+    h, y, _ = _noisy([7, 5, 3, 9], 6, seed=4)
+    hn, yn = h.numpy(), y.numpy()
+    means = np.stack([hn[yn == k].mean(0) for k in range(4)])
+    sw = sum(np.outer(hn[i] - means[yn[i]], hn[i] - means[yn[i]]) for i in range(len(yn)))
+    sw /= len(yn)
+    centred = means - means.mean(0)
+    sb = centred.T @ centred / 4
+    expected = np.trace(sw @ np.linalg.pinv(sb)) / 4
+    assert nc1(h, y, 4) == pytest.approx(expected, rel=1e-9)
+
+
+def test_conventions_are_explicit_and_matter_under_imbalance() -> None:
+    h, y, w = _noisy([50, 10, 2], 4, seed=1)
+    mu, mu_g, _ = class_means(h, y, 3, global_mean="samples")
+    assert torch.allclose(mu_g, h.mean(0))
+    _, mu_g_c, _ = class_means(h, y, 3, global_mean="classes")
+    assert torch.allclose(mu_g_c, mu.mean(0))
+    a = nc_metrics(h, y, w, num_classes=3, global_mean="samples", between_cov="samples")
+    b = nc_metrics(h, y, w, num_classes=3, global_mean="classes", between_cov="classes")
+    assert a["nc1"] != pytest.approx(b["nc1"], rel=1e-3)
+    with pytest.raises(ValueError, match="global_mean"):
+        nc1(h, y, 3, global_mean="median")
+    with pytest.raises(ValueError, match="between_cov"):
+        nc1(h, y, 3, between_cov="both")
+
+
+def test_ncc_mismatch_counts_disagreements() -> None:
+    # Class means at +-1 on a line, classifier flipped: every sample disagrees.
+    h = torch.tensor([[1.0], [1.2], [-1.0], [-0.8]], dtype=torch.float64)
+    y = torch.tensor([0, 0, 1, 1])
+    w = torch.tensor([[-1.0], [1.0]], dtype=torch.float64)
+    assert nc_metrics(h, y, w, num_classes=2)["ncc_mismatch"] == 1.0
+    assert nc_metrics(h, y, -w, num_classes=2)["ncc_mismatch"] == 0.0
+
+
+def test_minority_collapse_reads_one() -> None:
+    w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [-1.0, -1.0001]], dtype=torch.float64)
+    mean_cos, max_cos = group_cosines(w, [2, 3])
+    assert mean_cos == pytest.approx(1.0, abs=1e-8) and max_cos <= 1.0 + 1e-15
+
+
+def test_bad_inputs() -> None:
+    h, y, w = _noisy([3, 3, 3], 4, seed=0)
+    with pytest.raises(ValueError, match="no samples"):
+        nc_metrics(h, y, w, num_classes=4)
+    with pytest.raises(ValueError, match="classifier must have shape"):
+        nc_metrics(h, y, w[:, :2], num_classes=3)
+    with pytest.raises(ValueError, match="labels must"):
+        nc_metrics(h, y[:-1], w, num_classes=3)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        group_cosines(w, [1])
+
+
+def test_float32_inputs_computed_in_float64() -> None:
+    h, y, w = _noisy([20, 10, 5], 5, seed=2)
+    m64 = nc_metrics(h, y, w, num_classes=3)
+    m32 = nc_metrics(h.float(), y, w.float(), num_classes=3)
+    for key, value in m64.items():
+        assert m32[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert math.isfinite(m32["nc1"])
+
+
+def test_cuda_matches_cpu(cuda: torch.device) -> None:
+    h, y, w = _noisy([20, 10, 5], 5, seed=2)
+    cpu = nc_metrics(h, y, w, num_classes=3, minority=[1, 2])
+    gpu = nc_metrics(h.to(cuda), y.to(cuda), w.to(cuda), num_classes=3, minority=[1, 2])
+    for key, value in cpu.items():
+        assert gpu[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
