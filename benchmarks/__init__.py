@@ -1,0 +1,1 @@
+"""Benchmarks: speeds measured as ratios against a stated baseline run side by side."""
