@@ -23,6 +23,7 @@ and the projection a rescaling. Gradients are analytic (checked against autograd
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -160,31 +161,82 @@ class Problem:
         raise NotImplementedError
 
 
-def _sqrt_kn(problem: Problem) -> Tensor:
-    """sqrt(K n_{y_i}) per sample, (N, 1): h_i = sqrt(K n_{y_i}) u_i."""
-    k = problem.num_classes
-    scale = np.sqrt(k * problem.counts.astype(np.float64))
-    return problem._tensor(scale)[problem.labels][:, None]
+GEOMETRIES = ("ball", "uniform")
+
+
+class FeatureBudget:
+    """The class-averaged feature constraint (1/K) sum_k (1/n_k) sum_i ||h_{k,i}||^2 <= E_H, in
+    scaled variables u_i = h_i / s_{y_i}, where it reads sum_i c_{y_i} ||u_i||^2 <= E_H with
+    c_k = s_k^2 / (K n_k).
+
+    geometry="ball": s_k = sqrt(K n_k), c_k = 1: a Euclidean ball, projected by a rescaling.
+    geometry="uniform": s_k = sqrt(N): every sample's curvature is the same whatever its class
+    count (in "ball" it is proportional to K n_k / N, so tail classes converge slowly); the set
+    is an ellipsoid, projected exactly by u_i / (1 + mu c_{y_i}) with the multiplier mu >= 0 found
+    by Newton's method on a K-term equation (warm-started from the previous projection).
+    """
+
+    def __init__(self, problem: Problem, e_h: float, geometry: str) -> None:
+        if geometry not in GEOMETRIES:
+            raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+        self.e_h, self.geometry, self.labels = e_h, geometry, problem.labels
+        counts = problem.counts.astype(np.float64)
+        k, n = len(counts), counts.sum()
+        scale = np.sqrt(k * counts) if geometry == "ball" else np.full(k, np.sqrt(n))
+        self.scale = problem._tensor(scale)[problem.labels][:, None]  # (N, 1)
+        self.weights = torch.as_tensor(scale**2 / (k * counts), dtype=torch.float64)  # c_k (K,)
+        self._mu = 0.0  # last multiplier: a warm start, not state that changes results
+
+    def _class_sums(self, u: Tensor) -> Tensor:
+        sq = torch.linalg.vector_norm(u, dim=1) ** 2  # (N,)
+        sums = torch.zeros(len(self.weights), dtype=u.dtype, device=u.device)
+        return sums.index_add_(0, self.labels, sq).to("cpu", torch.float64)  # (K,)
+
+    def project(self, u: Tensor) -> Tensor:
+        if self.geometry == "ball":
+            return project_ball(u, math.sqrt(self.e_h))
+        c, sums = self.weights, self._class_sums(u)
+        if float((c * sums).sum()) <= self.e_h:
+            return u
+        mu = self._mu
+        for _ in range(100):  # phi(mu) = sum c S / (1 + mu c)^2 - E_H: convex, decreasing
+            den = 1.0 + mu * c
+            phi = float((c * sums / den**2).sum()) - self.e_h
+            step = phi / float((-2.0 * c * c * sums / den**3).sum())
+            mu = max(mu - step, 0.0)
+            if abs(step) <= 1e-15 * max(1.0, mu):
+                break
+        self._mu = mu
+        shrink = (1.0 / (1.0 + mu * c)).to(u.dtype).to(u.device)  # (K,)
+        return u * shrink[self.labels][:, None]
+
+    def support(self, g: Tensor) -> Tensor:
+        """max <g, u> over the feasible set: sqrt(E_H sum_i ||g_i||^2 / c_{y_i})."""
+        sums = self._class_sums(g)
+        return torch.sqrt(self.e_h * (sums / self.weights).sum())
 
 
 @dataclass
 class LayerPeeledModel(Problem):
     """Fang et al.'s LPM with learnable classifier; variables (W (K, d), U (N, d)).
 
-    H = sqrt(K n_y) U, so the feature constraint is ||U||_F^2 <= E_H. With L = DR the problem is
-    degenerate: every W with equal rows of norm sqrt(E_W) and h = sqrt(E_H) w/||w|| reaches 0.
+    H = s_y U with the `FeatureBudget` scaling of `geometry` ("ball": ||U||_F^2 <= E_H). With
+    L = DR the problem is degenerate: every W with equal rows of norm sqrt(E_W) and
+    h = sqrt(E_H) w/||w|| reaches 0.
     """
 
     loss: str = "ce"
     e_w: float = 1.0
     e_h: float = 5.0
+    geometry: str = "ball"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.e_w = _check_positive(self.e_w, "E_W")
         self.e_h = _check_positive(self.e_h, "E_H")
         self.loss_fn: Loss = get_loss(self.loss, e_w=self.e_w, e_h=self.e_h)
-        self._scale = _sqrt_kn(self)
+        self.budget = FeatureBudget(self, self.e_h, self.geometry)
+        self._scale = self.budget.scale
 
     @property
     def degenerate(self) -> bool:
@@ -193,17 +245,17 @@ class LayerPeeledModel(Problem):
     def random_start(self, seed: int) -> Vars:
         gen = torch.Generator().manual_seed(seed)
         w = self._gauss(gen, self.num_classes, self.dim)
-        u = self._gauss(gen, self.num_samples, self.dim)
+        h = self._gauss(gen, self.num_samples, self.dim)  # the same start in every geometry
         w = w * math.sqrt(self.num_classes * self.e_w) / torch.linalg.norm(w)
-        return w, u * math.sqrt(self.e_h) / torch.linalg.norm(u)
+        return self.project((w, h / self._scale))
 
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
         w, u = x
-        # The scale sqrt(K n_y) multiplies (N, K) arrays, not (N, d) ones: K <= d here.
+        # The scale s_y multiplies (N, K) arrays, not (N, d) ones: K <= d here.
         z = self._scale * (u @ w.T)  # (N, K)
         n = self.num_samples
         per_sample, gz = self.loss_fn.value_and_grad(z, self.labels)
-        gz = gz * (self._scale / n)  # (N, K), chain rule through h = sqrt(K n_y) u
+        gz = gz * (self._scale / n)  # (N, K), chain rule through h = s_y u
         return per_sample.sum() / n, (gz.T @ u, gz @ w)
 
     def smooth_value(self, x: Vars) -> float:
@@ -211,10 +263,15 @@ class LayerPeeledModel(Problem):
 
     def project(self, x: Vars) -> Vars:
         w, u = x
-        return (
-            project_ball(w, math.sqrt(self.num_classes * self.e_w)),
-            project_ball(u, math.sqrt(self.e_h)),
-        )
+        return project_ball(w, math.sqrt(self.num_classes * self.e_w)), self.budget.project(u)
+
+    def preconditioned(self) -> LayerPeeledModel:
+        """The same problem in the "uniform" geometry (see `FeatureBudget`)."""
+        return dataclasses.replace(self, geometry="uniform")
+
+    def transfer(self, x: Vars, other: LayerPeeledModel) -> Vars:
+        """The point x of this problem in the variables of `other` (same W and H)."""
+        return x[0], x[1] * (self._scale / other._scale)
 
     def features(self, x: Vars) -> Tensor:
         return self._scale * x[1]
@@ -231,8 +288,9 @@ class LayerPeeledModel(Problem):
     def smoothness(self) -> float:
         k = self.num_classes
         curvature = 0.5 if self.loss == "ce" else 1.0 / self.loss_fn.target
-        # Hessian blocks are bounded by curvature * (||H||^2/N, K n_max ||W||^2/N).
-        return curvature * k * max(self.e_h, self.e_w * self.counts.max() / self.num_samples * k)
+        # Hessian blocks are bounded by curvature * (||H||^2/N, max_y s_y^2 ||W||^2/N).
+        s2 = float(self._scale.max()) ** 2
+        return curvature * k * max(self.e_h, self.e_w * s2 / self.num_samples)
 
 
 @dataclass
@@ -241,7 +299,8 @@ class FixedETFModel(Problem):
 
     constraint="sample": ||h_i||^2 <= E_H for every sample; variables (H,) and the unique minimizer
     h*_i = sqrt(E_H/E_W) w*_{y_i} (Theorems 1 and 2). constraint="class": the LPM's
-    (1/K) sum_k (1/n_k) sum_i ||h_{k,i}||^2 <= E_H, variables (U,) with H = sqrt(K n_y) U.
+    (1/K) sum_k (1/n_k) sum_i ||h_{k,i}||^2 <= E_H, variables (U,) with H = s_y U in the
+    `FeatureBudget` scaling of `geometry`.
     Both are convex, so `lower_bound` gives a Frank-Wolfe duality-gap certificate.
     """
 
@@ -250,6 +309,7 @@ class FixedETFModel(Problem):
     e_h: float = 5.0
     constraint: str = "sample"
     etf_seed: int = 0
+    geometry: str = "ball"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -260,12 +320,14 @@ class FixedETFModel(Problem):
         self.loss_fn = get_loss(self.loss, e_w=self.e_w, e_h=self.e_h)
         m = simplex_etf(self.num_classes, self.dim, seed=self.etf_seed, dtype=self.dtype)
         self.w_star = math.sqrt(self.e_w) * m.T.to(self.device)  # (K, d)
-        self._scale = _sqrt_kn(self) if self.constraint == "class" else None
+        self.budget = FeatureBudget(self, self.e_h, self.geometry)
+        self._scale = self.budget.scale if self.constraint == "class" else None
 
     def random_start(self, seed: int) -> Vars:
         gen = torch.Generator().manual_seed(seed)
-        x = self._gauss(gen, self.num_samples, self.dim)
-        return self.project((x * math.sqrt(self.e_h) / x.norm(dim=1, keepdim=True),))
+        h = self._gauss(gen, self.num_samples, self.dim)
+        h = h * math.sqrt(self.e_h) / h.norm(dim=1, keepdim=True)  # the same in every geometry
+        return self.project((h if self._scale is None else h / self._scale,))
 
     def features(self, x: Vars) -> Tensor:
         return x[0] if self._scale is None else self._scale * x[0]
@@ -287,7 +349,17 @@ class FixedETFModel(Problem):
     def project(self, x: Vars) -> Vars:
         if self._scale is None:
             return (project_rows(x[0], math.sqrt(self.e_h)),)
-        return (project_ball(x[0], math.sqrt(self.e_h)),)
+        return (self.budget.project(x[0]),)
+
+    def preconditioned(self) -> FixedETFModel:
+        """The class-constrained problem in the "uniform" geometry (see `FeatureBudget`)."""
+        return dataclasses.replace(self, geometry="uniform") if self._scale is not None else self
+
+    def transfer(self, x: Vars, other: FixedETFModel) -> Vars:
+        """The point x of this problem in the variables of `other` (same H)."""
+        if self._scale is None:
+            return x
+        return (x[0] * (self._scale / other._scale),)
 
     def optimal_features(self) -> Tensor:
         """The closed-form minimizer sqrt(E_H/E_W) w*_{y_i} (decoupled constraint), (N, d)."""
@@ -308,14 +380,14 @@ class FixedETFModel(Problem):
         if self._scale is None:
             support = radius * torch.linalg.norm(g, dim=1).sum()
         else:
-            support = radius * torch.linalg.norm(g)
+            support = self.budget.support(g)
         return float(value - inner - support)
 
     def smoothness(self) -> float:
         curvature = 0.5 if self.loss == "ce" else 1.0 / self.loss_fn.target
         k = self.num_classes
         norm_w2 = self.e_w * k / (k - 1)  # ||W*||_2^2
-        scale = 1.0 if self._scale is None else k * float(self.counts.max())
+        scale = 1.0 if self._scale is None else float(self._scale.max()) ** 2
         return curvature * norm_w2 * scale / self.num_samples
 
 

@@ -157,25 +157,24 @@ def _armijo_step(
         dd = _dot(d, d)
         if dd == 0.0:
             return _Step(x_new, sy, gy if with_grad else None, t, d, 0.0)
-        precise = dd / (2 * t) > noise
-        g_new = None
-        if with_grad or not precise:
+        gd = _dot(gy, d)
+        if dd / (2 * t) > noise:  # the sufficient-decrease test, in curvature form
+            if with_grad:
+                s_t, g_new = problem.value_and_grad(x_new)
+                s_new = float(s_t)
+            else:
+                s_new, g_new = problem.smooth_value(x_new), None
+            curvature = 2 * (s_new - sy - gd) / dd
+            accepted = curvature <= 1.0 / t
+        else:
             s_t, g_new = problem.value_and_grad(x_new)
             s_new = float(s_t)
-        else:
-            s_new = problem.smooth_value(x_new)
-        if precise:
-            curvature = 2 * (s_new - sy - _dot(gy, d)) / dd
-        else:
             curvature = _dot(_sub(g_new, gy), d) / dd
-        decrease = s_new <= sy + _dot(gy, d) + dd / (2 * t) + noise
-        if curvature <= 1.0 / t and decrease:
+            accepted = curvature <= 1.0 / t and s_new <= sy + gd + dd / (2 * t) + noise
+        if accepted:
             return _Step(x_new, s_new, g_new, t, d, curvature)
         t *= 0.5
     raise FloatingPointError("line search failed: the gradient does not match the objective")
-
-
-Options = dict[str, object]
 
 
 def projected_gradient(
@@ -224,8 +223,33 @@ def accelerated_gradient(
     grad_tol: float | None = None,
     callback: Callable[[int, float], None] | None = None,
     grow: float = 1.5,
+    precondition: bool = True,
 ) -> SolveResult:
-    """FISTA with a growing/shrinking step and adaptive restart (module docstring)."""
+    """FISTA with a growing/shrinking step and adaptive restart (module docstring).
+
+    With `precondition`, a problem that offers `preconditioned()` (an equivalent problem in
+    better-scaled variables) and `transfer(x, other)` is solved in those variables; the start,
+    the history and the result are those of the original problem.
+    """
+    if precondition and hasattr(problem, "preconditioned"):
+        inner = problem.preconditioned()
+        if inner is not problem:
+            res = accelerated_gradient(
+                inner,
+                problem.transfer(x0, inner),
+                tol=tol,
+                target=target,
+                max_iter=max_iter,
+                max_seconds=max_seconds,
+                check_every=check_every,
+                relative=relative,
+                grad_tol=grad_tol,
+                callback=callback,
+                grow=grow,
+                precondition=False,
+            )
+            res.x = inner.transfer(res.x, problem)
+            return res
     mon = _Monitor(problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol)
     x = problem.prox(x0, 0.0)
     s_t, gy = problem.value_and_grad(x)
