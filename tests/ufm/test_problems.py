@@ -144,3 +144,29 @@ def test_problems_on_cuda_match_cpu(cuda: torch.device) -> None:
     assert float(v_gpu) == pytest.approx(float(v_cpu), rel=1e-12)
     for a, b in zip(g_cpu, g_gpu, strict=True):
         torch.testing.assert_close(b.cpu(), a, **TOL[torch.float64])
+
+
+@given(seed=st.integers(0, 10_000), scale=st.floats(0.5, 20.0))
+def test_geometries_describe_the_same_problem(seed: int, scale: float) -> None:
+    ball = LayerPeeledModel(COUNTS, 6, loss="ce", e_h=2.0)
+    uniform = ball.preconditioned()
+    assert uniform.geometry == "uniform"
+    x = ball.random_start(seed)
+    x_u = ball.transfer(x, uniform)
+    torch.testing.assert_close(uniform.features(x_u), ball.features(x), **TOL[torch.float64])
+    assert uniform.objective(x_u) == pytest.approx(ball.objective(x), rel=1e-13)
+    # The ellipsoid projection is feasible, idempotent and the nearest feasible point.
+    far = (x_u[0], scale * x_u[1])
+    p = uniform.project(far)[1]
+    h = uniform.features((x_u[0], p))
+    n = torch.as_tensor(ball.counts, dtype=h.dtype)[ball.labels]
+    budget = float(((h * h).sum(1) / n).sum() / ball.num_classes)
+    assert budget <= 2.0 * (1 + 1e-10)
+    if scale > 1.5:
+        assert budget == pytest.approx(2.0, rel=1e-10)
+    torch.testing.assert_close(uniform.project((x_u[0], p))[1], p, **TOL[torch.float64])
+    gen = torch.Generator().manual_seed(seed)
+    best = float((p - far[1]).norm())
+    for _ in range(5):
+        cand = uniform.project((x_u[0], torch.randn(p.shape, generator=gen, dtype=p.dtype)))[1]
+        assert float((cand - far[1]).norm()) >= best - 1e-12
