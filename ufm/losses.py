@@ -169,3 +169,34 @@ def ce_feature_gradient_split(w: Tensor, h: Tensor, y: Tensor) -> tuple[Tensor, 
     p_other[rows, y] = 0.0
     push = p_other @ w  # (B, d)
     return pull, push
+
+
+def batch_balanced_dot_regression(z: Tensor, y: Tensor, target: float = 1.0) -> Tensor:
+    """In-batch class-balanced DR: (gamma / n^batch_{y_i}) DR(z_i, y_i), gamma = B / (classes present).
+
+    z (B, K), y (B,) -> (B,). Yang et al. 2022, released code: scaling the fixed classifier
+    vector w*_k and the target c by sqrt(gamma / n_k^batch) multiplies DR by gamma / n_k^batch,
+    so every class present in a batch carries the same total weight. The weights depend on the
+    batch's labels only, so grad_z is the DR gradient times the same weight.
+    """
+    _check_logits(z, y)
+    return batch_balanced_weights(y, z.shape[1], dtype=z.dtype) * dot_regression(z, y, target)
+
+
+@dataclass(frozen=True)
+class BatchBalancedDotRegression(Loss):
+    """DR weighted by gamma / n^batch_{y_i}; see `batch_balanced_dot_regression`."""
+
+    name: str = "dr-balanced"
+    target: float = 1.0
+
+    def value(self, z: Tensor, y: Tensor) -> Tensor:
+        return batch_balanced_dot_regression(z, y, self.target)
+
+    def grad(self, z: Tensor, y: Tensor) -> Tensor:
+        weights = batch_balanced_weights(y, z.shape[1], dtype=z.dtype)  # (B,)
+        return weights[:, None] * DotRegression(target=self.target).grad(z, y)
+
+
+register_loss("dr-balanced", lambda target=1.0: BatchBalancedDotRegression(target=target))
+__all__ += ["BatchBalancedDotRegression", "batch_balanced_dot_regression"]

@@ -1,0 +1,66 @@
+"""Checkpoints that resume a run exactly: written atomically, read without running code.
+
+A checkpoint holds the network (the ETF buffer included), the objective's own state, the
+optimizer (momentum buffers and groups), the schedule's step, every random-number state (the
+batch-order generator, each process's augmentation generator, torch's global CPU and CUDA
+states) and the run's history. Restoring it and training on gives the weights an uninterrupted
+run would have reached, bit for bit on the same hardware and thread count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deep.atomic import atomic_path
+from deep.augment import TrainStream
+from deep.distributed import DistInfo, gather_objects
+
+__all__ = ["FORMAT", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+
+FORMAT = 1  # bumped when the layout of a checkpoint changes
+
+
+def capture_rng(stream: TrainStream, info: DistInfo) -> dict[str, Any]:
+    """Random states of every process (collective under DDP: every rank must call it)."""
+    mine = {
+        "augment": stream.augment.get_state(),
+        "torch_cpu": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+    return {"order": stream.order.get_state(), "per_process": gather_objects(mine, info)}
+
+
+def restore_rng(state: dict[str, Any], stream: TrainStream, info: DistInfo) -> None:
+    """Put back the states saved by `capture_rng`, each process taking its own."""
+    per_process = state["per_process"]
+    if len(per_process) != info.world:
+        raise ValueError(
+            f"the checkpoint was written by {len(per_process)} processes; resume it with the "
+            f"same number (now {info.world})"
+        )
+    mine = per_process[info.rank]
+    stream.load_state_dict({"order": state["order"], "augment": mine["augment"]})
+    torch.set_rng_state(mine["torch_cpu"])
+    if mine["torch_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(mine["torch_cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write `payload` to `path` atomically (a reader never sees a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **payload}, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU with torch's weights-only unpickler."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError) as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a checkpoint of format {FORMAT}")
+    return payload

@@ -1,0 +1,79 @@
+"""Evaluation: features and logits in eval mode, accuracies, and the NC metrics of `ufm`.
+
+Accuracy is top-1 over the test set, overall (sample-averaged) and per class; the head /
+medium / tail figures are class-averaged over each group, as in the long-tail literature.
+The NC metrics are those of `ufm.metrics.nc_metrics`, computed on the features of the whole
+training subset in eval mode without augmentation, with the head's classifier W (and b).
+
+The evaluated network is an eval-mode copy with BatchNorm folded into the convolutions
+(exact, and a memory pass per layer cheaper).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from deep.augment import Normalizer, eval_batches
+from deep.heads import Head
+from ufm.metrics import nc_metrics
+
+__all__ = ["accuracy_from_counts", "class_correct", "forward_all", "nc_report"]
+
+
+@torch.inference_mode()
+def forward_all(
+    net: nn.Module,
+    images: Tensor,
+    normalizer: Normalizer,
+    *,
+    batch_size: int,
+    amp: bool = False,
+    channels_last: bool = True,
+) -> tuple[Tensor, Tensor]:
+    """Features h (N, d) and logits z (N, K), float32, of uint8 images (N, H, W, C)."""
+    hs, zs = [], []
+    device_type = images.device.type
+    for x in eval_batches(images, normalizer, batch_size, channels_last=channels_last):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
+            h, z = net(x)
+        hs.append(h.float())
+        zs.append(z.float())
+    d, k = (hs[0].shape[1], zs[0].shape[1]) if hs else (0, 0)
+    empty = images.new_zeros((0, d), dtype=torch.float32)
+    return (torch.cat(hs) if hs else empty), (torch.cat(zs) if zs else empty[:, :k])
+
+
+def class_correct(logits: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Per class: [correct, total] as a (2, K) int64 tensor (summable across processes)."""
+    hit = logits.argmax(1) == labels
+    correct = torch.bincount(labels[hit], minlength=num_classes)
+    total = torch.bincount(labels, minlength=num_classes)
+    return torch.stack([correct, total])
+
+
+def accuracy_from_counts(counts: Tensor, groups: dict[str, Sequence[int]]) -> dict:
+    """Overall accuracy, per-class accuracies and class-averaged group accuracies (fractions)."""
+    correct, total = counts.double().cpu()
+    per_class = correct / total.clamp_min(1)
+    out = {"test_acc": float(correct.sum() / total.sum()), "per_class_acc": per_class.tolist()}
+    for name, idx in groups.items():
+        out[f"{name}_acc"] = float(per_class[list(idx)].mean()) if len(idx) else float("nan")
+    return out
+
+
+def nc_report(
+    features: Tensor, labels: Tensor, head: Head, minority: Sequence[int]
+) -> dict[str, float]:
+    """`ufm.metrics.nc_metrics` of training features (N, d) with the head's classifier."""
+    w, b = head.classifier()
+    return nc_metrics(
+        features,
+        labels,
+        w.detach().float(),
+        None if b is None else b.detach().float(),
+        num_classes=head.num_classes,
+        minority=list(minority),
+    )

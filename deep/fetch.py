@@ -1,0 +1,81 @@
+"""Downloads verified by checksum, written atomically, with a clear error when offline."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from tqdm import tqdm
+
+from deep.atomic import atomic_path
+
+__all__ = ["DataError", "fetch", "md5_of_bytes", "md5_of_file"]
+
+_CHUNK = 1 << 20  # [bytes]
+
+
+class DataError(ValueError):
+    """Data that is missing, truncated, corrupt or not in the expected format."""
+
+
+def md5_of_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def md5_of_bytes(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+Opener = Callable[..., BinaryIO]
+
+
+def fetch(
+    url: str,
+    dest: Path,
+    md5: str | None,
+    *,
+    opener: Opener = urllib.request.urlopen,
+    timeout: float = 60.0,  # [s] per network operation
+) -> Path:
+    """Download `url` to `dest`, check its MD5, and only then move it into place.
+
+    Raises DataError (and leaves nothing at `dest`) when the download fails or the checksum
+    differs.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(dest) as tmp:
+            _download(url, tmp, opener, timeout)
+            if md5 is not None and (got := md5_of_file(tmp)) != md5:
+                raise DataError(
+                    f"download of {url} has MD5 {got}, expected {md5}: the file is corrupt "
+                    f"or not the published one; nothing was kept"
+                )
+    except (urllib.error.URLError, OSError) as exc:
+        raise DataError(f"could not download {url}: {exc}") from None
+    return dest
+
+
+def _download(url: str, target: Path, opener: Opener, timeout: float) -> None:
+    with opener(url, timeout=timeout) as response, open(target, "wb") as out:
+        total = (
+            int(response.headers.get("Content-Length") or 0) if hasattr(response, "headers") else 0
+        )
+        with tqdm(
+            total=total or None, unit="B", unit_scale=True, desc=dest_name(url), leave=False
+        ) as bar:
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def dest_name(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]

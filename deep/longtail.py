@@ -1,0 +1,97 @@
+"""Long-tailed training subsets of a balanced dataset, chosen by a seeded generator.
+
+The class counts follow a profile of DESIGN.md section 2 (`ufm.imbalance`): `exp`,
+n_k = floor(n_max rho^(-k/(K-1))) with class 0 the largest; `step`, the first K - K_B classes
+keep n_max and the last K_B keep floor(n_max / rho); `none`, every training image. n_max is the
+smallest class size found in the data unless capped. Which images of a class are kept is drawn
+without replacement from a CPU generator seeded by `subset_seed`, so the subset is a function of
+the data and that seed alone. Test sets are never subsampled.
+
+Class groups come from the counts: head / medium / tail thirds (`ufm.imbalance.head_medium_tail`)
+and the minority group whose collapse the NC metrics watch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ufm.imbalance import check_ratio, exponential_counts, head_medium_tail, step_counts
+
+__all__ = ["PROFILES", "class_groups", "longtail_indices", "minority_classes", "profile_counts"]
+
+PROFILES = ("exp", "step", "none")
+
+
+def profile_counts(
+    available: np.ndarray,
+    profile: str,
+    ratio: float,
+    *,
+    max_per_class: int | None = None,
+    num_minority: int | None = None,
+) -> np.ndarray:
+    """Images to keep per class (K,), given the images `available` per class (K,)."""
+    available = np.asarray(available, dtype=np.int64)
+    if profile not in PROFILES:
+        raise ValueError(f"unknown class profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    ratio = check_ratio(ratio, "imbalance")
+    if profile == "none":
+        return available.copy()
+    n_max = int(available.min())
+    if max_per_class is not None:
+        if max_per_class < 1:
+            raise ValueError(f"max_per_class must be >= 1, got {max_per_class}")
+        n_max = min(n_max, int(max_per_class))
+    if profile == "exp":
+        return exponential_counts(len(available), n_max, ratio)
+    return _step(len(available), n_max, ratio, num_minority)
+
+
+def _step(num_classes: int, n_max: int, ratio: float, num_minority: int | None) -> np.ndarray:
+    k_b = num_classes // 2 if num_minority is None else int(num_minority)
+    if not 1 <= k_b < num_classes:
+        raise ValueError(f"a step profile needs 1 <= num_minority < {num_classes}, got {k_b}")
+    n_b = int(np.floor(n_max / ratio + 1e-9))
+    if n_b < 1:
+        raise ValueError(f"imbalance {ratio:g} leaves minority classes of {n_max} images empty")
+    # n_A / n_B is the realised ratio; it equals rho when rho divides n_max.
+    return step_counts(num_classes - k_b, n_max, k_b, n_max / n_b)
+
+
+def longtail_indices(labels: Tensor, counts: np.ndarray, seed: int) -> Tensor:
+    """Indices (sorted) of a subset with counts[k] images of class k, drawn with `seed`.
+
+    labels (N,) int64 on any device -> (sum(counts),) int64 on the CPU.
+    """
+    labels = labels.cpu()
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for k, n_k in enumerate(np.asarray(counts).tolist()):
+        members = torch.nonzero(labels == k).flatten()
+        if len(members) < n_k:
+            raise ValueError(f"class {k} has {len(members)} images, fewer than the {n_k} asked for")
+        chosen.append(members[torch.randperm(len(members), generator=gen)[:n_k]])
+    return torch.sort(torch.cat(chosen)).values
+
+
+def class_groups(counts: np.ndarray) -> dict[str, list[int]]:
+    """Head / medium / tail class indices: thirds by training count (ufm's convention)."""
+    return {name: idx.tolist() for name, idx in head_medium_tail(np.asarray(counts)).items()}
+
+
+def minority_classes(counts: np.ndarray) -> list[int]:
+    """The classes whose minority collapse is measured, from the counts alone.
+
+    Two distinct counts (a step profile): the smaller-count classes. Otherwise the tail third,
+    and at least the two smallest classes, since a pairwise cosine needs two.
+    """
+    counts = np.asarray(counts)
+    values = np.unique(counts)
+    if len(values) == 2 and (counts == values[0]).sum() >= 2:
+        return np.flatnonzero(counts == values[0]).tolist()
+    tail = head_medium_tail(counts)["tail"]
+    if len(tail) < 2:
+        tail = np.argsort(counts, kind="stable")[:2]
+    return sorted(np.asarray(tail).tolist())

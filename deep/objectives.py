@@ -1,0 +1,97 @@
+"""Training objectives: the loss a batch is trained on, by name from a registry.
+
+An objective maps the head's features h (B, d) and logits z (B, K) and the batch's targets to
+one scalar. Mixup (Zhang et al. 2018) enters only through the targets: with labels y_a, y_b and
+weight lam, the objective is lam L(y_a) + (1 - lam) L(y_b), as in Yang et al.'s code.
+
+The per-sample formulas live in `ufm.losses` (one source of truth): `ce` is cross-entropy,
+`dr` is dot regression with target sqrt(E_W E_H), `dr-balanced` is DR with the in-batch
+class-balanced weights gamma / n_k^batch of the authors' code.
+
+Objectives are modules so that a method can bring learnable parameters of its own (class
+centres of an NC regulariser, say): `param_groups()` hands them to the optimizer with their own
+hyper-parameters (a group with "scheduled": False keeps its learning rate), and
+`start_epoch(epoch)` lets a method change with the schedule (deferred re-weighting).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from deep.registry import Registry
+from ufm.losses import Loss, get_loss
+
+__all__ = ["OBJECTIVES", "LossObjective", "Objective", "ObjectiveContext", "build_objective"]
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    """What an objective may need to know about the run it trains."""
+
+    num_classes: int
+    feature_dim: int
+    class_counts: tuple[int, ...]  # training images per class, from the data
+    epochs: int  # length of the run [epochs]
+    e_w: float = 1.0  # E_W of the head: squared norm of the classifier vectors
+    e_h: float = 1.0  # E_H of the head: squared norm of the features
+    options: Mapping[str, float] = field(default_factory=dict)  # method hyper-parameters
+
+
+class Objective(nn.Module):
+    """Batch loss lam mean_i L(h_i, z_i, y_a,i) + (1 - lam) mean_i L(h_i, z_i, y_b,i)."""
+
+    def per_sample(self, h: Tensor, z: Tensor, y: Tensor) -> Tensor:
+        """h (B, d), z (B, K), y (B,) -> (B,)."""
+        raise NotImplementedError
+
+    def forward(self, h: Tensor, z: Tensor, y_a: Tensor, y_b: Tensor, lam: float) -> Tensor:
+        loss = self.per_sample(h, z, y_a).mean()
+        if lam == 1.0:
+            return loss
+        return lam * loss + (1.0 - lam) * self.per_sample(h, z, y_b).mean()
+
+    def param_groups(self) -> list[dict]:
+        """Optimizer groups for parameters of the objective itself (none by default)."""
+        return []
+
+    def start_epoch(self, epoch: int) -> None:
+        """Called before each training epoch (0-based), also after a resume."""
+
+
+class LossObjective(Objective):
+    """A per-sample loss of the logits from `ufm.losses`, averaged over the batch."""
+
+    def __init__(self, loss: Loss) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def per_sample(self, h: Tensor, z: Tensor, y: Tensor) -> Tensor:
+        return self.loss.value(z, y)
+
+    def extra_repr(self) -> str:
+        return repr(self.loss)
+
+
+ObjectiveFactory = Callable[[ObjectiveContext], Objective]
+OBJECTIVES: Registry[ObjectiveFactory] = Registry("loss")
+
+
+def _ufm_loss(name: str) -> ObjectiveFactory:
+    def factory(ctx: ObjectiveContext) -> Objective:
+        if ctx.options:
+            raise ValueError(f"loss {name!r} takes no options, got {dict(ctx.options)}")
+        return LossObjective(get_loss(name, e_w=ctx.e_w, e_h=ctx.e_h))
+
+    return factory
+
+
+for _name in ("ce", "dr", "dr-balanced"):
+    OBJECTIVES.add(_name, _ufm_loss(_name))
+
+
+def build_objective(name: str, ctx: ObjectiveContext) -> Objective:
+    """The registered objective `name` for the run described by `ctx`."""
+    return OBJECTIVES.get(name)(ctx)

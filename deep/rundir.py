@@ -1,0 +1,80 @@
+"""The run folder: everything a run produced, self-describing, written atomically.
+
+runs/deep/<name>/
+    config.yaml         the complete config (python -m deep.train --config it to rerun)
+    metrics.csv         one row per epoch: loss, learning rate, accuracies, NC metrics, times
+    summary.json        final (or latest) results, class counts and groups, environment
+    checkpoints/last.pt the latest epoch, to resume from (epoch_NNNN.pt with run.save_every)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from deep.atomic import atomic_write_text
+from deep.config import Config, config_to_yaml
+
+__all__ = ["RunFolder", "metrics_csv"]
+
+
+class RunFolder:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    metrics = property(lambda self: self.path / "metrics.csv")
+    summary = property(lambda self: self.path / "summary.json")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+
+    def check_new(self) -> None:
+        """Refuse a folder that already holds something (a finished or resumable run)."""
+        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            raise ValueError(
+                f"run folder {self.path} exists and is not empty; pass --resume {self.path} to "
+                f"continue it, or another --out"
+            )
+
+    def create(self, cfg: Config) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config, config_to_yaml(cfg))
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.metrics, metrics_csv(history))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.summary, json.dumps(_json_safe(summary), indent=2) + "\n")
+
+    def epoch_checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch_{epoch:04d}.pt"
+
+
+def metrics_csv(history: list[dict[str, Any]]) -> str:
+    """Rows of scalars as CSV; the header is every key in order of first appearance."""
+    columns: dict[str, None] = {}
+    for row in history:
+        columns.update(dict.fromkeys(k for k, v in row.items() if not isinstance(v, list | dict)))
+    out = io.StringIO()
+    writer = csv.DictWriter(
+        out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
+    )
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return out.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
