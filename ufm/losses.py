@@ -172,7 +172,7 @@ def ce_feature_gradient_split(w: Tensor, h: Tensor, y: Tensor) -> tuple[Tensor, 
 
 
 def batch_balanced_dot_regression(z: Tensor, y: Tensor, target: float = 1.0) -> Tensor:
-    """In-batch class-balanced DR: (gamma / n^batch_{y_i}) DR(z_i, y_i), gamma = B / (classes present).
+    """In-batch class-balanced DR: (gamma / n^batch_{y_i}) DR(z_i, y_i), gamma = B / #classes.
 
     z (B, K), y (B,) -> (B,). Yang et al. 2022, released code: scaling the fixed classifier
     vector w*_k and the target c by sqrt(gamma / n_k^batch) multiplies DR by gamma / n_k^batch,
