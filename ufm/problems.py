@@ -103,6 +103,10 @@ class Problem:
     def num_samples(self) -> int:
         return int(self.counts.sum())
 
+    def with_dtype(self, dtype: torch.dtype) -> Problem:
+        """The same problem computed in `dtype`."""
+        return dataclasses.replace(self, dtype=dtype)
+
     def _tensor(self, a: np.ndarray | Tensor) -> Tensor:
         return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 

@@ -21,6 +21,7 @@ With `relative=True` both gaps are divided by max(|target or bound|, 1e-300).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -72,6 +73,7 @@ class _Monitor:
     check_every: int
     relative: bool
     grad_tol: float | None
+    stall: int | None = None  # stop once `stall` iterations gain less than the rounding noise
 
     def __post_init__(self) -> None:
         if not (self.tol > 0 and math.isfinite(self.tol)):
@@ -104,6 +106,9 @@ class _Monitor:
                     return "certified gap reached"
         if self.grad_tol is not None and step.mapping <= self.grad_tol:
             return "stationary"
+        if self.stall is not None and len(self.rows) > self.stall:
+            if self.rows[-1 - self.stall][2] - f <= 10 * _noise(self.problem, f):
+                return "stalled"
         if it >= self.max_iter:
             return "max_iter"
         if self.max_seconds is not None and time.perf_counter() - self.start > self.max_seconds:
@@ -117,9 +122,17 @@ class _Monitor:
             "seconds": arr[:, 1],
             "objective": arr[:, 2],
         }
-        converged = reason not in ("max_iter", "max_seconds")
+        converged = reason in ("target gap reached", "certified gap reached", "stationary")
         seconds = time.perf_counter() - self.start
         return SolveResult(x, f, it, seconds, converged, reason, history, self.bound)
+
+
+# Rounding noise of an objective that sums many terms, relative to max(1, |f|), per dtype.
+_NOISE = {torch.float64: 1e-11, torch.float32: 1e-5, torch.bfloat16: 1e-2, torch.float16: 1e-2}
+
+
+def _noise(problem: Problem, value: float) -> float:
+    return _NOISE.get(getattr(problem, "dtype", torch.float64), 1e-11) * max(1.0, abs(value))
 
 
 @dataclass
@@ -150,7 +163,7 @@ def _armijo_step(
     the equivalent curvature test <grad s(x+) - g, d> <= ||d||^2/t is used instead: it stays
     accurate to the precision of the gradients, so iterates keep converging after f has.
     """
-    noise = 1e-11 * max(1.0, abs(sy))
+    noise = _noise(problem, sy)
     for _ in range(100):
         x_new = problem.prox(_axpy(y, -t, gy), t)
         d = _sub(x_new, y)
@@ -224,33 +237,87 @@ def accelerated_gradient(
     callback: Callable[[int, float], None] | None = None,
     grow: float = 1.5,
     precondition: bool = True,
+    float32_warmup: bool = True,
 ) -> SolveResult:
     """FISTA with a growing/shrinking step and adaptive restart (module docstring).
 
     With `precondition`, a problem that offers `preconditioned()` (an equivalent problem in
-    better-scaled variables) and `transfer(x, other)` is solved in those variables; the start,
-    the history and the result are those of the original problem.
+    better-scaled variables) and `transfer(x, other)` is solved in those variables. With
+    `float32_warmup`, a float64 problem that offers `with_dtype(dtype)` is first solved in
+    float32 (half the memory traffic) until that precision stops paying, then finished in
+    float64 from there. The start, the history and the result are the original problem's.
     """
+    opts = dict(
+        tol=tol,
+        target=target,
+        max_iter=max_iter,
+        max_seconds=max_seconds,
+        check_every=check_every,
+        relative=relative,
+        grad_tol=grad_tol,
+        callback=callback,
+        grow=grow,
+    )
     if precondition and hasattr(problem, "preconditioned"):
         inner = problem.preconditioned()
         if inner is not problem:
             res = accelerated_gradient(
                 inner,
                 problem.transfer(x0, inner),
-                tol=tol,
-                target=target,
-                max_iter=max_iter,
-                max_seconds=max_seconds,
-                check_every=check_every,
-                relative=relative,
-                grad_tol=grad_tol,
-                callback=callback,
-                grow=grow,
+                **opts,
                 precondition=False,
+                float32_warmup=float32_warmup,
             )
             res.x = inner.transfer(res.x, problem)
             return res
-    mon = _Monitor(problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol)
+    if not (float32_warmup and problem.dtype == torch.float64 and hasattr(problem, "with_dtype")):
+        return _fista(problem, x0, **opts)
+    low = problem.with_dtype(torch.float32)
+    warm = _fista(
+        low, tuple(v.to(torch.float32) for v in x0), **opts | {"tol": max(tol, 1e-5), "stall": 5}
+    )
+    rest = _fista(
+        problem,
+        tuple(v.to(torch.float64) for v in warm.x),
+        **opts | {"max_iter": max(1, max_iter - warm.iterations)},
+    )
+    return _concatenate(warm, rest)
+
+
+def _concatenate(first: SolveResult, second: SolveResult) -> SolveResult:
+    """One result for two consecutive runs (iterations and times of the second shifted)."""
+    h1, h2 = first.history, second.history
+    history = {
+        "iteration": np.concatenate([h1["iteration"], h2["iteration"][1:] + first.iterations]),
+        "seconds": np.concatenate([h1["seconds"], h2["seconds"][1:] + first.seconds]),
+        "objective": np.concatenate([h1["objective"], h2["objective"][1:]]),
+    }
+    return dataclasses.replace(
+        second,
+        iterations=first.iterations + second.iterations,
+        seconds=first.seconds + second.seconds,
+        history=history,
+    )
+
+
+def _fista(
+    problem: Problem,
+    x0: Vars,
+    *,
+    tol: float,
+    target: float | None,
+    max_iter: int,
+    max_seconds: float | None,
+    check_every: int,
+    relative: bool,
+    grad_tol: float | None,
+    callback: Callable[[int, float], None] | None,
+    grow: float,
+    stall: int | None = None,
+) -> SolveResult:
+    mon = _Monitor(
+        problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol, stall
+    )
     x = problem.prox(x0, 0.0)
     s_t, gy = problem.value_and_grad(x)
     y, sy = x, float(s_t)
@@ -263,7 +330,7 @@ def accelerated_gradient(
         it += 1
         st = _armijo_step(problem, y, sy, gy, t)
         f_new = st.smooth + problem.penalty(st.x)
-        if f_new > f + 1e-13 * max(1.0, abs(f)):  # function restart: a plain step from x
+        if f_new > f + _noise(problem, f):  # function restart: a plain step from x
             s_x, g_x = problem.value_and_grad(x)
             st = _armijo_step(problem, x, float(s_x), g_x, st.t)
             f_new = st.smooth + problem.penalty(st.x)
