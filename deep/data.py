@@ -179,6 +179,10 @@ _ALLOWED = {
 }
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _AllowListUnpickler(pickle.Unpickler):
     """Resolves only the globals a CIFAR archive needs; anything else is an error."""
 
@@ -186,15 +190,17 @@ class _AllowListUnpickler(pickle.Unpickler):
         try:
             return _ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
-                f"global {module}.{name} is not allowed in a CIFAR archive"
-            ) from None
+            raise _Refused(f"{module}.{name}") from None
 
 
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = _AllowListUnpickler(f, encoding="bytes").load()
+    except _Refused as exc:
+        raise DataError(
+            f"refused to load {path}: it asks for {exc}, which no CIFAR archive contains"
+        ) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
         raise DataError(
             f"{path} is not a readable CIFAR pickle (truncated or corrupt?): {exc}"

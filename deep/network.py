@@ -26,7 +26,18 @@ class Network(nn.Module):
 def build_network(
     arch: str, head: str, *, in_channels: int, num_classes: int, width: int, head_cfg, seed: int
 ) -> Network:
-    """Build the registered backbone `arch` and head `head`, initialised from `seed` on the CPU."""
+    """Build the registered backbone `arch` and head `head`, initialised from `seed` on the CPU.
+
+    Module constructors draw default weights from torch's global generator; `fork_rng` puts its
+    state back afterwards, and `init_weights` redraws every weight from the run's own seed.
+    """
+    with torch.random.fork_rng(devices=[]):
+        net = _construct(arch, head, in_channels, num_classes, width, head_cfg)
+    init_weights(net, torch.Generator().manual_seed(seed))
+    return net
+
+
+def _construct(arch, head, in_channels, num_classes, width, head_cfg) -> Network:
     backbone = BACKBONES.get(arch)(in_channels=in_channels, width=width)
     dim = backbone.feature_dim
     try:
@@ -39,6 +50,4 @@ def build_network(
                 f"raise the width, e.g. --set model.width={needed})"
             ) from None
         raise
-    net = Network(backbone, classifier)
-    init_weights(net, torch.Generator().manual_seed(seed))
-    return net
+    return Network(backbone, classifier)

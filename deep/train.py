@@ -206,10 +206,17 @@ def _open_folder(s: Session, resume: bool) -> RunFolder:
         return folder
     path = s.cfg.run.out or str(Path("runs") / "deep" / _run_name(s.cfg))
     folder = RunFolder(broadcast_object(path, s.info))
-    folder.check_new()
     s.cfg.run.out = str(folder.path)
-    if s.info.main:
-        folder.create(s.cfg)
+    problem = None
+    if s.info.main:  # one process checks and creates; the others learn the outcome
+        try:
+            folder.check_new()
+            folder.create(s.cfg)
+        except ValueError as exc:
+            problem = str(exc)
+    problem = broadcast_object(problem, s.info)
+    if problem:
+        raise ValueError(problem)
     return folder
 
 
