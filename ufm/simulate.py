@@ -58,7 +58,8 @@ class SimulateConfig:
     classifiers: tuple[str, ...] = ("etf", "learnable")
     solver: str = "fast"  # a key of ufm.solvers.SOLVERS
     seed: int = 0  # random start and ETF rotation
-    tol: float = 1e-9  # stop at gap <= tol * max(1, |optimum|)
+    tol: float = 1e-9  # stop at gap <= tol * max(1, |optimum|) ...
+    grad_tol: float = 1e-8  # ... and gradient mapping <= grad_tol (not for degenerate problems)
     max_iter: int = 20_000  # per configuration
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     dtype: str = "float64"
@@ -77,7 +78,7 @@ class SimulateConfig:
             raise ValueError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        for name in ("e_w", "e_h", "tol"):
+        for name in ("e_w", "e_h", "tol", "grad_tol"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(
@@ -157,12 +158,15 @@ def run_configuration(
     """Solve one configuration; returns (summary entry, history)."""
     problem = build_problem(cfg, profile, classifier, loss, device)
     ref = reference_optimum(cfg, problem, device)
+    # A degenerate problem has no unique minimizer to be stationary at: the gap alone counts.
+    grad_tol = None if getattr(problem, "degenerate", False) else cfg.grad_tol
     result = solve(
         problem,
         cfg.solver,
         seed=cfg.seed,
         tol=cfg.tol,
         target=ref["optimum"],
+        grad_tol=grad_tol,
         max_iter=cfg.max_iter,
     )
     metrics = nc_metrics(
@@ -314,6 +318,12 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
     p.add_argument("--solver", default=d.solver, help=f"one of {', '.join(SOLVERS)}")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--tol", type=float, default=d.tol, help="gap tolerance, x max(1, |optimum|)")
+    p.add_argument(
+        "--grad-tol",
+        type=float,
+        default=d.grad_tol,
+        help="stationarity: gradient-mapping norm to reach as well",
+    )
     p.add_argument("--max-iter", type=int, default=d.max_iter)
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto")
     p.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
@@ -334,6 +344,7 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
         solver=a.solver,
         seed=a.seed,
         tol=a.tol,
+        grad_tol=a.grad_tol,
         max_iter=a.max_iter,
         device=a.device,
         dtype=a.dtype,

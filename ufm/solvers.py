@@ -13,15 +13,16 @@ of the penalty composed with the projection onto its feasible set (`prox`).
   flat orthogonally to w*_k, the growing step lets the projection do the alignment.
 
 Both start from `problem.random_start(seed)` (never from the answer), compute in the problem's
-dtype and device, and stop at the first of: the gap to `target` (a known or certified optimum)
-<= tol, the problem's own certificate f - lower_bound <= tol (checked every `check_every`
-iterations), the gradient mapping's norm <= grad_tol (stationarity), `max_iter`, `max_seconds`.
+dtype and device, and stop when every criterion given holds: the gap to `target` (a known or
+certified optimum) <= tol, or else the problem's own certificate f - lower_bound <= tol (checked
+every `check_every` iterations); and the gradient mapping's norm <= grad_tol (stationarity:
+the objective converges quadratically faster than the point, so a gap alone can leave
+within-class spread that the metrics would see). Or at `max_iter` / `max_seconds`.
 With `relative=True` both gaps are divided by max(|target or bound|, 1e-300).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -73,7 +74,6 @@ class _Monitor:
     check_every: int
     relative: bool
     grad_tol: float | None
-    stall: int | None = None  # stop once `stall` iterations gain less than the rounding noise
 
     def __post_init__(self) -> None:
         if not (self.tol > 0 and math.isfinite(self.tol)):
@@ -86,6 +86,22 @@ class _Monitor:
         self.rows: list[tuple[int, float, float]] = []
         self.bound: float | None = None
 
+    def _gap_ok(self, it: int, f: float, x: Vars) -> bool | None:
+        """Gap to the target, or to the best certified lower bound found so far (every bound is
+        a bound on f*, so an earlier one stays valid); certificates are computed every
+        `check_every` iterations."""
+        if self.target is not None:
+            return self._small(f - self.target, self.target)
+        if it % self.check_every == 0 or it >= self.max_iter:
+            bound = self.problem.lower_bound(x)
+            if bound is not None and (self.bound is None or bound > self.bound):
+                self.bound = bound
+        return None if self.bound is None else self._small(f - self.bound, self.bound)
+
+    @property
+    def gap_reason(self) -> str:
+        return "target gap reached" if self.target is not None else "certified gap reached"
+
     def _small(self, gap: float, reference: float) -> bool:
         scale = max(abs(reference), 1e-300) if self.relative else 1.0
         return gap <= self.tol * scale
@@ -93,22 +109,20 @@ class _Monitor:
     def record(self, it: int, f: float) -> None:
         self.rows.append((it, time.perf_counter() - self.start, f))
 
-    def stop(self, it: int, f: float, x: Vars, step: _Step) -> str | None:
+    def stop(self, it: int, f: float, x: Vars, step: _Step, final: bool = True) -> str | None:
+        """Why to stop now, or None; with final=False (a warm-up phase) only the limits count."""
         if not math.isfinite(f):
             raise FloatingPointError(f"objective became {f} at iteration {it}")
-        if self.target is not None and self._small(f - self.target, self.target):
-            return "target gap reached"
-        if self.target is None and (it % self.check_every == 0 or it >= self.max_iter):
-            bound = self.problem.lower_bound(x)
-            if bound is not None:
-                self.bound = bound
-                if self._small(f - bound, bound):
-                    return "certified gap reached"
-        if self.grad_tol is not None and step.mapping <= self.grad_tol:
-            return "stationary"
-        if self.stall is not None and len(self.rows) > self.stall:
-            if self.rows[-1 - self.stall][2] - f <= 10 * _noise(self.problem, f):
-                return "stalled"
+        if not final:
+            return self._limits(it)
+        gap_ok = self._gap_ok(it, f, x)  # None: no optimum or certificate to compare with
+        stationary = None if self.grad_tol is None else step.mapping <= self.grad_tol
+        if gap_ok is not False and stationary is not False and (gap_ok or stationary):
+            reasons = [self.gap_reason] if gap_ok else []
+            return " and ".join([*reasons, "stationary"] if stationary else reasons)
+        return self._limits(it)
+
+    def _limits(self, it: int) -> str | None:
         if it >= self.max_iter:
             return "max_iter"
         if self.max_seconds is not None and time.perf_counter() - self.start > self.max_seconds:
@@ -122,7 +136,7 @@ class _Monitor:
             "seconds": arr[:, 1],
             "objective": arr[:, 2],
         }
-        converged = reason in ("target gap reached", "certified gap reached", "stationary")
+        converged = reason not in ("max_iter", "max_seconds")
         seconds = time.perf_counter() - self.start
         return SolveResult(x, f, it, seconds, converged, reason, history, self.bound)
 
@@ -243,9 +257,9 @@ def accelerated_gradient(
 
     With `precondition`, a problem that offers `preconditioned()` (an equivalent problem in
     better-scaled variables) and `transfer(x, other)` is solved in those variables. With
-    `float32_warmup`, a float64 problem that offers `with_dtype(dtype)` is first solved in
-    float32 (half the memory traffic) until that precision stops paying, then finished in
-    float64 from there. The start, the history and the result are the original problem's.
+    `float32_warmup`, a float64 problem that offers `with_dtype(dtype)` is iterated in float32
+    (half the memory traffic) until that precision stops paying, then in float64, keeping the
+    momentum and the step. The start, the history and the result are the original problem's.
     """
     opts = dict(
         tol=tol,
@@ -270,40 +284,26 @@ def accelerated_gradient(
             )
             res.x = inner.transfer(res.x, problem)
             return res
-    if not (float32_warmup and problem.dtype == torch.float64 and hasattr(problem, "with_dtype")):
-        return _fista(problem, x0, **opts)
-    low = problem.with_dtype(torch.float32)
-    warm = _fista(
-        low, tuple(v.to(torch.float32) for v in x0), **opts | {"tol": max(tol, 1e-5), "stall": 5}
-    )
-    rest = _fista(
-        problem,
-        tuple(v.to(torch.float64) for v in warm.x),
-        **opts | {"max_iter": max(1, max_iter - warm.iterations)},
-    )
-    return _concatenate(warm, rest)
+    low = None
+    if float32_warmup and problem.dtype == torch.float64 and hasattr(problem, "with_dtype"):
+        low = problem.with_dtype(torch.float32)
+    return _fista(problem, x0, low=low, **opts)
 
 
-def _concatenate(first: SolveResult, second: SolveResult) -> SolveResult:
-    """One result for two consecutive runs (iterations and times of the second shifted)."""
-    h1, h2 = first.history, second.history
-    history = {
-        "iteration": np.concatenate([h1["iteration"], h2["iteration"][1:] + first.iterations]),
-        "seconds": np.concatenate([h1["seconds"], h2["seconds"][1:] + first.seconds]),
-        "objective": np.concatenate([h1["objective"], h2["objective"][1:]]),
-    }
-    return dataclasses.replace(
-        second,
-        iterations=first.iterations + second.iterations,
-        seconds=first.seconds + second.seconds,
-        history=history,
-    )
+def _warmup_done(
+    low: Problem, rows: list[tuple[int, float, float]], f: float, target: float | None, tol: float
+) -> bool:
+    """Leave float32 once it reaches a gap of 1e-5 (or tol) or stops gaining over 5 steps."""
+    if target is not None and f - target <= max(tol, 1e-5) * max(1.0, abs(target)):
+        return True
+    return len(rows) > 5 and rows[-6][2] - f <= 10 * _noise(low, f)
 
 
 def _fista(
     problem: Problem,
     x0: Vars,
     *,
+    low: Problem | None = None,
     tol: float,
     target: float | None,
     max_iter: int,
@@ -313,27 +313,27 @@ def _fista(
     grad_tol: float | None,
     callback: Callable[[int, float], None] | None,
     grow: float,
-    stall: int | None = None,
 ) -> SolveResult:
-    mon = _Monitor(
-        problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol, stall
-    )
-    x = problem.prox(x0, 0.0)
-    s_t, gy = problem.value_and_grad(x)
+    """The iteration; with `low` (the problem in float32) it starts there and switches to
+    `problem`'s precision mid-run, keeping the momentum and the step."""
+    mon = _Monitor(problem, tol, target, max_iter, max_seconds, check_every, relative, grad_tol)
+    cur = low or problem
+    x = cur.prox(tuple(v.to(cur.dtype) for v in x0), 0.0)
+    s_t, gy = cur.value_and_grad(x)
     y, sy = x, float(s_t)
-    f = sy + problem.penalty(x)
-    t = 64.0 / problem.smoothness()  # generous first trial, halved until accepted
+    f = sy + cur.penalty(x)
+    t = 64.0 / cur.smoothness()  # generous first trial, halved until accepted
     theta = 1.0
     mon.record(0, f)
     it = 0
     while True:
         it += 1
-        st = _armijo_step(problem, y, sy, gy, t)
-        f_new = st.smooth + problem.penalty(st.x)
-        if f_new > f + _noise(problem, f):  # function restart: a plain step from x
-            s_x, g_x = problem.value_and_grad(x)
-            st = _armijo_step(problem, x, float(s_x), g_x, st.t)
-            f_new = st.smooth + problem.penalty(st.x)
+        st = _armijo_step(cur, y, sy, gy, t)
+        f_new = st.smooth + cur.penalty(st.x)
+        if f_new > f + _noise(cur, f):  # function restart: a plain step from x
+            s_x, g_x = cur.value_and_grad(x)
+            st = _armijo_step(cur, x, float(s_x), g_x, st.t)
+            f_new = st.smooth + cur.penalty(st.x)
             theta = 1.0
         step = _sub(st.x, x)
         theta_new = (1.0 + math.sqrt(1.0 + 4.0 * theta * theta)) / 2.0
@@ -341,15 +341,19 @@ def _fista(
             theta, theta_new = 1.0, 1.0
         y = _axpy(st.x, (theta - 1.0) / theta_new, step)
         x, f, theta = st.x, f_new, theta_new
-        sy_t, gy = problem.value_and_grad(y)
+        if cur is low and _warmup_done(low, mon.rows, f, target, tol):
+            cur = problem
+            x, y = (tuple(v.to(problem.dtype) for v in z) for z in (x, y))
+            f = problem.objective(x)
+        sy_t, gy = cur.value_and_grad(y)
         sy = float(sy_t)
         # Grow the step, but not past the inverse of the curvature just measured along d.
         t = st.t * grow if st.curvature <= 0 else min(st.t * grow, 1.0 / st.curvature)
         mon.record(it, f)
         if callback is not None:
             callback(it, f)
-        if reason := mon.stop(it, f, x, st):
-            return mon.result(x, f, it, reason)
+        if reason := mon.stop(it, f, x, st, final=cur is problem):
+            return mon.result(tuple(v.to(problem.dtype) for v in x), f, it, reason)
 
 
 Solver = Callable[..., SolveResult]
