@@ -27,7 +27,6 @@ program, Hong & Ling's program) are independent cross-checks for small K.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -250,16 +249,33 @@ class ConvexResult:
         return (u * root * balance) @ frame, (vh.T * root / balance) @ frame
 
 
-def _check_certified(result: SolveResult, problem: object, tol: float, what: str) -> float:
-    bound = problem.lower_bound(result.x)  # type: ignore[attr-defined]
-    if not result.converged:
-        gap = (result.objective - bound) / max(abs(bound), 1e-300)
-        raise RuntimeError(
-            f"{what}: not certified after {result.iterations} iterations "
-            f"({result.seconds:.1f} s): relative gap {gap:.2e} > tol {tol:.1e}; "
-            f"raise max_iter or loosen tol"
+def _certified_solve(
+    problem: NuclearBallLPM | NuclearPenaltyUFM,
+    *,
+    tol: float,
+    max_iter: int,
+    max_seconds: float | None,
+    seed: int,
+    what: str,
+) -> tuple[SolveResult, float]:
+    """Solve to relative certified gap `tol`; (result, best lower bound). Raises if not reached."""
+    with torch.no_grad():
+        res = accelerated_gradient(
+            problem,
+            problem.random_start(seed),
+            tol=tol,
+            relative=True,
+            max_iter=max_iter,
+            max_seconds=max_seconds,
         )
-    return bound
+        bound = max(problem.lower_bound(res.x), res.lower_bound or -math.inf)
+    if not res.converged:
+        gap = (res.objective - bound) / max(abs(bound), 1e-300)
+        raise RuntimeError(
+            f"{what}: not certified after {res.iterations} iterations ({res.seconds:.1f} s): "
+            f"relative gap {gap:.2e} > tol {tol:.1e}; raise max_iter or loosen tol"
+        )
+    return res, bound
 
 
 def solve_lpm_convex(
@@ -276,25 +292,16 @@ def solve_lpm_convex(
 ) -> ConvexResult:
     """Certified optimum of the LPM (cross-entropy) to relative gap `tol`; raises if not reached."""
     problem = NuclearBallLPM(counts, e_w, e_h, dtype=dtype, device=device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        res = accelerated_gradient(
-            problem,
-            problem.random_start(seed),
-            tol=tol,
-            relative=True,
-            max_iter=max_iter,
-            max_seconds=max_seconds,
-        )
-        bound = _check_certified(res, problem, tol, "LPM convex form")
+    res, bound = _certified_solve(
+        problem,
+        tol=tol,
+        max_iter=max_iter,
+        max_seconds=max_seconds,
+        seed=seed,
+        what="LPM convex form",
+    )
     return ConvexResult(
-        res.x[0].T,
-        None,
-        res.objective,
-        bound,
-        res.iterations,
-        time.perf_counter() - start,
-        res.history,
+        res.x[0].T, None, res.objective, bound, res.iterations, res.seconds, res.history
     )
 
 
@@ -312,22 +319,18 @@ def solve_regularized_convex(
 ) -> ConvexResult:
     """Certified optimum of Hong & Ling's convex form; z = Y D^{-1/2} and the bias are returned."""
     problem = NuclearPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device)
-    start = time.perf_counter()
-    with torch.no_grad():
-        res = accelerated_gradient(
-            problem,
-            problem.random_start(seed),
-            tol=tol,
-            relative=True,
-            max_iter=max_iter,
-            max_seconds=max_seconds,
-        )
-        x = problem.polish_bias(res.x) if lambda_b == 0 else res.x
-        bound = _check_certified(res, problem, tol, "regularized UFM convex form")
+    res, bound = _certified_solve(
+        problem,
+        tol=tol,
+        max_iter=max_iter,
+        max_seconds=max_seconds,
+        seed=seed,
+        what="regularized UFM convex form",
+    )
+    x = problem.polish_bias(res.x) if lambda_b == 0 else res.x
     z = (x[0] / problem.root_n[:, None]).T
-    value = problem.objective(x)
     return ConvexResult(
-        z, x[1], value, bound, res.iterations, time.perf_counter() - start, res.history
+        z, x[1], problem.objective(x), bound, res.iterations, res.seconds, res.history
     )
 
 
