@@ -21,7 +21,8 @@ lambda ||Y*||_* <= F(Y)), F* >= h - <G_Y, Y> - <G_b, b> - ||G_b||^2/(4 lambda_b)
 
 Both are solved by the accelerated proximal gradient of `ufm.solvers` (projection onto the
 nuclear-norm ball / singular-value thresholding). cvxpy formulations (Fang's SDP, the nuclear-norm
-program, Hong & Ling's program) are independent cross-checks for small K.
+program, Hong & Ling's program with or without bias, and its lambda -> 0 max-margin limit) are
+independent cross-checks for small K.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "cvxpy_lpm_nuclear",
     "cvxpy_lpm_sdp",
     "cvxpy_regularized",
+    "cvxpy_ufm_svm",
     "project_nuclear_ball",
     "solve_lpm_convex",
     "solve_regularized_convex",
@@ -128,16 +130,31 @@ class NuclearBallLPM:
         gap = (g * x[0]).sum() + self.radius * torch.linalg.matrix_norm(g, ord=2)
         return float(value - gap)
 
+    def multiplier(self, x: Vars) -> float:
+        """The KKT multiplier mu of ||Z||_* <= r at an optimum x: mu = ||grad f(Z)||_op.
+
+        Stationarity -grad f(Z) in mu d||Z||_* with d||Z||_* = {U V^T + E : ||E||_op <= 1,
+        E orthogonal to Z's singular spaces} gives ||grad f||_op = mu when Z != 0; at a
+        certified point this is mu up to the distance to the optimum. Also -<grad f, Z> = mu r.
+        """
+        _, (g,) = self.value_and_grad(x)
+        return float(torch.linalg.matrix_norm(g, ord=2))
+
 
 @dataclass
 class NuclearPenaltyUFM:
-    """Hong & Ling's convex form over (Yt, b), Yt = D^{1/2} Z^T (row k = sqrt(n_k) z_k)."""
+    """Hong & Ling's convex form over (Yt, b), Yt = D^{1/2} Z^T (row k = sqrt(n_k) z_k).
+
+    bias=False removes the bias from the model (b stays 0): the UFM of Thrampoulidis et al.
+    (NeurIPS 2022), whose lambda -> 0 limit is the SELI geometry.
+    """
 
     counts: Sequence[int] | np.ndarray
     lam: float = 1e-3
     lambda_b: float = 0.0
     dtype: torch.dtype = torch.float64
     device: torch.device | str = "cpu"
+    bias: bool = True
 
     def __post_init__(self) -> None:
         self.counts = _check_counts(self.counts)
@@ -166,6 +183,8 @@ class NuclearPenaltyUFM:
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
         value, g_y, g_b = self._data(x)
         b = x[1]
+        if not self.bias:
+            return value, (g_y, torch.zeros_like(b))
         value = value + self.lambda_b * (b * b).sum()
         return value, (g_y, g_b + 2 * self.lambda_b * b)
 
@@ -188,6 +207,8 @@ class NuclearPenaltyUFM:
     def polish_bias(self, x: Vars, iters: int = 50) -> Vars:
         """Minimise the smooth part over b exactly (Newton with a pseudo-inverse, b ⟂ 1)."""
         yt, b = x
+        if not self.bias:
+            return x
         for _ in range(iters):
             p = torch.softmax(self.logits((yt, b)), dim=1)  # (K, K)
             g = (self.weights[:, None] * p).sum(0) - self.weights + 2 * self.lambda_b * b
@@ -199,7 +220,7 @@ class NuclearPenaltyUFM:
         return yt, b
 
     def lower_bound(self, x: Vars) -> float:
-        if self.lambda_b == 0:
+        if self.lambda_b == 0 or not self.bias:
             x = self.polish_bias(x)
         yt, b = x
         data, g_y, g_b = self._data(x)
@@ -207,7 +228,7 @@ class NuclearPenaltyUFM:
         radius = f / self.lam  # lam ||Y*||_* <= F* <= F(x)
         op = float(torch.linalg.matrix_norm(g_y, ord=2))
         bound = float(data) - float((g_y * yt).sum()) + radius * min(0.0, self.lam - op)
-        if self.lambda_b > 0:  # min over b' of <G_b, b'> + lambda_b ||b'||^2, exactly
+        if self.bias and self.lambda_b > 0:  # min over b' of <G_b, b'> + lambda_b ||b'||^2
             bound -= float((g_b * b).sum()) + float((g_b * g_b).sum()) / (4 * self.lambda_b)
         return bound
 
@@ -316,9 +337,11 @@ def solve_regularized_convex(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    bias: bool = True,
 ) -> ConvexResult:
-    """Certified optimum of Hong & Ling's convex form; z = Y D^{-1/2} and the bias are returned."""
-    problem = NuclearPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device)
+    """Certified optimum of Hong & Ling's convex form; z = Y D^{-1/2} and the bias are returned
+    (bias=False: the model without bias, `ConvexResult.bias` is None)."""
+    problem = NuclearPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device, bias=bias)
     res, bound = _certified_solve(
         problem,
         tol=tol,
@@ -330,7 +353,13 @@ def solve_regularized_convex(
     x = problem.polish_bias(res.x) if lambda_b == 0 else res.x
     z = (x[0] / problem.root_n[:, None]).T
     return ConvexResult(
-        z, x[1], problem.objective(x), bound, res.iterations, res.seconds, res.history
+        z,
+        x[1] if bias else None,
+        problem.objective(x),
+        bound,
+        res.iterations,
+        res.seconds,
+        res.history,
     )
 
 
@@ -388,19 +417,48 @@ def cvxpy_lpm_sdp(
 
 
 def cvxpy_regularized(
-    counts: Sequence[int] | np.ndarray, lam: float, lambda_b: float = 0.0, solver: str = "SCS"
+    counts: Sequence[int] | np.ndarray,
+    lam: float,
+    lambda_b: float = 0.0,
+    solver: str = "SCS",
+    bias: bool = True,
 ) -> tuple[float, np.ndarray, np.ndarray]:
-    """Hong & Ling's convex program in cvxpy: (optimal value, Z (K, K), b (K,))."""
+    """Hong & Ling's convex program in cvxpy: (optimal value, Z (K, K), b (K,)); with
+    bias=False the model has no bias and b is returned as zeros."""
     import cvxpy as cp
 
     n = _check_counts(counts).astype(np.float64)
     k = len(n)
     y = cp.Variable((k, k))
-    b = cp.Variable(k)
     z = y @ np.diag(1.0 / np.sqrt(n))
-    logits = z + cp.reshape(b, (k, 1), order="F") @ np.ones((1, k))
-    objective = _ce_columns(logits, n / n.sum()) + lam * cp.normNuc(y)
-    objective += lambda_b * cp.sum_squares(b)
+    objective = lam * cp.normNuc(y)
+    if bias:
+        b = cp.Variable(k)
+        logits = z + cp.reshape(b, (k, 1), order="F") @ np.ones((1, k))
+        objective += _ce_columns(logits, n / n.sum()) + lambda_b * cp.sum_squares(b)
+    else:
+        objective += _ce_columns(z, n / n.sum())
     prob = cp.Problem(cp.Minimize(objective))
     _cvxpy_solve(prob, solver, "regularized UFM program")
-    return float(prob.value), np.asarray(z.value), np.asarray(b.value)
+    b_value = np.asarray(b.value) if bias else np.zeros(k)
+    return float(prob.value), np.asarray(z.value), b_value
+
+
+def cvxpy_ufm_svm(
+    counts: Sequence[int] | np.ndarray, solver: str = "CLARABEL"
+) -> tuple[float, np.ndarray]:
+    """The lambda -> 0 limit of the bias-free regularized UFM (Thrampoulidis et al. 2022):
+
+        min_Z ||Z D^{1/2}||_*   s.t.   z_kk - z_jk >= 1   for all j != k,
+
+    the max-margin problem in the logits Z (K, K) of the class means (column k = class k). Its
+    solution is the SELI logit matrix I - 1 1^T/K. Returns (optimal value, Z)."""
+    import cvxpy as cp
+
+    n = _check_counts(counts).astype(np.float64)
+    k = len(n)
+    z = cp.Variable((k, k))
+    margins = [z[j, j] - z[i, j] >= 1 for j in range(k) for i in range(k) if i != j]
+    prob = cp.Problem(cp.Minimize(cp.normNuc(z @ np.diag(np.sqrt(n)))), margins)
+    _cvxpy_solve(prob, solver, "UFM max-margin program")
+    return float(prob.value), np.asarray(z.value)

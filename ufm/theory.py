@@ -12,6 +12,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 __all__ = [
+    "balanced_regularized_optimum",
     "class_averaged_etf_optimum",
     "etf_margin_loss",
     "hong_ling_threshold",
@@ -77,6 +78,30 @@ def class_averaged_etf_optimum(
     s = norms(math.exp(log_mu))
     value = float(sum(w * etf_margin_loss(k, e_w, si) for w, si in zip(weights, s, strict=True)))
     return value, s
+
+
+def balanced_regularized_optimum(
+    num_classes: int, n_per_class: int, lam: float
+) -> tuple[float, float]:
+    """Global optimum of the regularized UFM with balanced classes (Zhu et al., NeurIPS 2021),
+    in the convex form of `ufm.convex.NuclearPenaltyUFM` (lambda = 2 sqrt(lambda_W lambda_H),
+    or sqrt(lambda_W lambda_H) for the 1/2 convention):
+
+        Z* = a* (I - 1 1^T/K),   a* = log(1/(lambda sqrt(n)) - (K-1))   if lambda sqrt(n) < 1/K,
+
+    else a* = 0 (everything collapses to 0). With Z = a Zbar the objective is
+    log(1 + (K-1) e^{-a}) + lambda sqrt(n) (K-1) a (||Zbar||_* = K-1, Y = sqrt(n) Z), whose
+    stationarity e^{-a}/(1 + (K-1) e^{-a}) = lambda sqrt(n) gives a*. Any bias is a multiple of
+    1 (irrelevant to CE). Factors: W W^T = sqrt(lambda_H/lambda_W) sqrt(n) a* Zbar, a simplex
+    ETF. Returns (optimal value, a*).
+    """
+    if num_classes < 2 or n_per_class < 1:
+        raise ValueError(f"need K >= 2 and n >= 1, got K={num_classes}, n={n_per_class}")
+    if not (math.isfinite(lam) and lam > 0):
+        raise ValueError(f"lambda must be a finite number > 0, got {lam!r}")
+    k, t = num_classes, lam * math.sqrt(n_per_class)
+    a = math.log(1.0 / t - (k - 1)) if t < 1.0 / k else 0.0
+    return math.log1p((k - 1) * math.exp(-a)) + t * (k - 1) * a, a
 
 
 def hong_ling_threshold(n_minority: int, num_samples: int) -> float:
