@@ -109,7 +109,7 @@ class RunConfig:
     out: str | None = None  # run folder; None = runs/deep/<dataset>-<profile>-<head>-<loss>-...
     nc_every: int = 10  # NC metrics every this many epochs, and after the last [epochs]
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
-    amp: str = "auto"  # bf16 autocast: auto (on CUDA), bf16, off
+    amp: str = "auto"  # bf16 autocast: auto (CUDA, or a CPU with AMX), bf16, off
     channels_last: bool = True  # NHWC memory order for the convolutions
     compile: bool = False  # torch.compile the network (the first steps pay the compile time)
     eval_batch_size: int = 1024  # [images] per forward pass when evaluating

@@ -55,18 +55,28 @@ class RunFolder:
 
 
 def metrics_csv(history: list[dict[str, Any]]) -> str:
-    """Rows of scalars as CSV; the header is every key in order of first appearance."""
+    """Rows as CSV, nested dicts (the NC metrics) spread into their own columns; the header is
+    every key in order of first appearance, and a value an epoch lacks is left empty."""
+    rows = [_flat(row) for row in history]
     columns: dict[str, None] = {}
-    for row in history:
-        columns.update(dict.fromkeys(k for k, v in row.items() if not isinstance(v, list | dict)))
+    for row in rows:
+        columns.update(dict.fromkeys(row))
     out = io.StringIO()
-    writer = csv.DictWriter(
-        out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n"
-    )
+    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    for row in history:
+    for row in rows:
         writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
     return out.getvalue()
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(value)
+        elif not isinstance(value, list):
+            out[key] = value
+    return out
 
 
 def _json_safe(value: Any) -> Any:

@@ -87,10 +87,20 @@ class Session:
 
 
 def use_amp(setting: str, device: torch.device) -> bool:
-    """bf16 autocast: 'auto' turns it on for CUDA devices that support bf16."""
+    """bf16 autocast: 'auto' turns it on where bf16 matrix units exist (CUDA, CPUs with AMX).
+
+    Elsewhere bf16 would be emulated and slower than float32, so 'auto' leaves it off.
+    """
     if setting == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return device.type == "cpu" and _cpu_has_amx()
     return setting == "bf16"
+
+
+def _cpu_has_amx() -> bool:
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # absent in some builds
+    return bool(probe()) if probe is not None else False
 
 
 def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:

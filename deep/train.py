@@ -23,13 +23,16 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
+from torch import Tensor
 from tqdm import tqdm
 
+from deep.augment import TrainBatch
 from deep.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from deep.config import (
     PRESETS,
@@ -53,7 +56,7 @@ from deep.models import fold_batchnorm
 from deep.rundir import RunFolder
 from deep.session import Session, build_session
 
-__all__ = ["build_parser", "main", "train"]
+__all__ = ["build_parser", "evaluate_epoch", "main", "train", "train_epoch", "train_steps"]
 
 # Command-line flags and the config keys they set.
 FLAGS = {
@@ -181,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_backends(session.device)
         train(session, folder)
+    except KeyboardInterrupt:
+        done = f"after epoch {session.epoch}" if session.epoch else "before the first epoch"
+        print(
+            f"\ndeep.train: interrupted {done}; continue with --resume {folder.path}",
+            file=sys.stderr,
+        )
+        return 130
     finally:
         shutdown(info)
     return 0
@@ -274,19 +284,13 @@ def _nc_due(s: Session, epoch: int) -> bool:
     return (epoch + 1) % s.cfg.run.nc_every == 0 or epoch + 1 == s.cfg.optim.epochs
 
 
-def train_epoch(s: Session) -> dict[str, Any]:
-    """SGD over one epoch of the stream; mean loss, last learning rate and speed."""
+def train_steps(
+    s: Session, batches: Iterable[TrainBatch], on_step: Callable[[int, Tensor], None] | None = None
+) -> Tensor:
+    """SGD steps on `batches`, counted from the start of the current epoch; sum of the losses."""
     s.step.train()
-    steps = s.stream.steps_per_epoch
-    bar = tqdm(
-        total=steps,
-        desc=f"epoch {s.epoch + 1}/{s.cfg.optim.epochs}",
-        leave=False,
-        disable=not (s.cfg.run.progress and s.info.main and sys.stderr.isatty()),
-    )
     loss_sum = torch.zeros((), device=s.device)
-    start = time.perf_counter()
-    for i, batch in enumerate(s.stream.epoch()):
+    for i, batch in enumerate(batches):
         s.schedule.apply(s.optimizer, s.global_step + i)
         with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp):
             loss = s.step(batch.x, batch.y_a, batch.y_b, batch.lam)
@@ -294,14 +298,33 @@ def train_epoch(s: Session) -> dict[str, Any]:
         loss.backward()
         s.optimizer.step()
         loss_sum += loss.detach()
+        if on_step is not None:
+            on_step(i, loss)
+    return loss_sum
+
+
+def train_epoch(s: Session) -> dict[str, Any]:
+    """One epoch of the stream; mean loss, last learning rate and speed."""
+    steps = s.stream.steps_per_epoch
+    bar = tqdm(
+        total=steps,
+        desc=f"epoch {s.epoch + 1}/{s.cfg.optim.epochs}",
+        leave=False,
+        disable=not (s.cfg.run.progress and s.info.main and sys.stderr.isatty()),
+    )
+
+    def show(i: int, loss: Tensor) -> None:
         bar.update()
-        if not bar.disable and i % 20 == 0:
+        if i % 20 == 0 and not bar.disable:  # .item() waits for the device: only now and then
             bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    start = time.perf_counter()
+    loss_sum = train_steps(s, s.stream.epoch(), show)
     loss_mean = float(all_reduce_sum(loss_sum, s.info)) / (steps * s.info.world)
     seconds = time.perf_counter() - start
     bar.close()
     if not math.isfinite(loss_mean):
-        raise FloatingPointError(f"training diverged at epoch {s.epoch + 1}: loss {loss_mean}")
+        raise FloatingPointError(f"training diverged in epoch {s.epoch + 1}: loss {loss_mean}")
     images = steps * s.cfg.optim.batch_size
     s.train_seconds += seconds
     s.train_images += images
@@ -321,7 +344,7 @@ def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
     out["eval_seconds"] = time.perf_counter() - start
     if with_nc:
         start = time.perf_counter()
-        out |= _nc_metrics(s, net)
+        out["nc"] = _nc_metrics(s, net)
         out["nc_seconds"] = time.perf_counter() - start
     return out
 
@@ -387,8 +410,7 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
     rows = s.history
     last = rows[-1] if rows else {}
     best = max(rows, key=lambda r: r["test_acc"]) if rows else {}
-    nc_rows = [r for r in rows if "nc1" in r]
-    nc_keys = _nc_keys(nc_rows[-1]) if nc_rows else []
+    nc_rows = [r for r in rows if r.get("nc")]
     k = s.num_classes
     return {
         "status": "finished" if finished else "running",
@@ -399,7 +421,7 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
         "last_test_acc": last.get("test_acc"),
         "per_class_acc": [last.get(f"acc_class_{c}") for c in range(k)] if last else [],
         "group_acc": {g: last.get(f"{g}_acc") for g in s.groups} if last else {},
-        "nc": {key: nc_rows[-1][key] for key in nc_keys} if nc_rows else {},
+        "nc": dict(nc_rows[-1]["nc"]) if nc_rows else {},
         "nc_epoch": nc_rows[-1]["epoch"] if nc_rows else None,
         "counts": s.counts.tolist(),
         "test_counts": s.test.counts(k).tolist(),
@@ -414,24 +436,6 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
         "num_parameters": sum(p.numel() for p in s.net.parameters()),
         "environment": _environment(s),
     }
-
-
-def _nc_keys(row: dict[str, Any]) -> list[str]:
-    skip = {
-        "epoch",
-        "lr",
-        "train_loss",
-        "train_seconds",
-        "images_per_second",
-        "test_acc",
-        "eval_seconds",
-        "nc_seconds",
-    }
-    return [
-        key
-        for key in row
-        if key not in skip and not key.startswith("acc_class_") and not key.endswith("_acc")
-    ]
 
 
 def _environment(s: Session) -> dict[str, Any]:
@@ -496,7 +500,7 @@ def _header(s: Session, folder: RunFolder) -> str:
 def _epoch_line(s: Session, row: dict[str, Any]) -> str:
     width = len(str(s.cfg.optim.epochs))
     groups = ", ".join(f"{g} {100 * row[f'{g}_acc']:.1f}" for g in s.groups)
-    nc = f" | nc1 {row['nc1']:.3g}" if "nc1" in row else ""
+    nc = f" | nc1 {row['nc']['nc1']:.3g}" if row.get("nc") else ""
     return (
         f"epoch {row['epoch']:>{width}}/{s.cfg.optim.epochs} | loss {row['train_loss']:.4f} | "
         f"test {100 * row['test_acc']:.2f}% ({groups}){nc} | "

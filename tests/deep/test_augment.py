@@ -151,3 +151,29 @@ def test_eval_batches_cover_the_set_in_order() -> None:
 def test_impossible_batch_sizes_are_rejected(batch: int, world: int, n: int) -> None:
     with pytest.raises(ValueError, match="batch"):
         _stream(n=n, batch=batch, world=world)
+
+
+@pytest.mark.gpu
+def test_stream_on_cuda_matches_the_cpu_layout(cuda) -> None:
+    images = _images(n=40, h=6, w=6, seed=5)
+    labels = torch.arange(40) % 4
+    norm = Normalizer.from_images(images)
+    stream = TrainStream(
+        images.to(cuda),
+        labels.to(cuda),
+        batch_size=8,
+        normalizer=norm,
+        crop_padding=1,
+        flip=True,
+        mixup_alpha=1.0,
+        seed=0,
+    )
+    state = {k: v.clone() for k, v in stream.state_dict().items()}
+    first = [b.x.cpu() for b in stream.epoch()]
+    batch = next(stream.epoch())
+    assert batch.x.device.type == "cuda" and batch.x.is_contiguous(
+        memory_format=torch.channels_last
+    )
+    stream.load_state_dict(state)
+    again = [b.x.cpu() for b in stream.epoch()]
+    assert all(torch.equal(p, q) for p, q in zip(first, again, strict=True))
