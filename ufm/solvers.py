@@ -343,7 +343,10 @@ def _fista(
         x, f, theta = st.x, f_new, theta_new
         if cur is low and _warmup_done(low, mon.rows, f, target, tol):
             cur = problem
-            x, y = (tuple(v.to(problem.dtype) for v in z) for z in (x, y))
+            # A point feasible in float32 can lie ~1e-7 outside the set in float64: project it
+            # again, or certificates would be computed (and met) at an infeasible point.
+            x = problem.prox(tuple(v.to(problem.dtype) for v in x), 0.0)
+            y = tuple(v.to(problem.dtype) for v in y)
             f = problem.objective(x)
         sy_t, gy = cur.value_and_grad(y)
         sy = float(sy_t)
