@@ -85,18 +85,23 @@ def group_spread(rows: Tensor, group: Sequence[int]) -> float:
     return float(torch.linalg.matrix_norm(sub - sub.mean(0)) / torch.linalg.matrix_norm(rows))
 
 
-def minority_state(counts: np.ndarray, seed: int = 0) -> dict[str, float]:
-    """Certified LPM optimum for `counts`: minority spread and cosine, mu, pi_B, R, bounds."""
+def minority_state(
+    counts: np.ndarray, seed: int = 0, minority: Sequence[int] | None = None
+) -> dict[str, float]:
+    """Certified LPM optimum for `counts`: minority spread and cosine, mu, pi_B, R, bounds.
+
+    `minority`: the minority classes (default: the last K_B); pi_B is the share of the last one.
+    """
     cert = solve_lpm_convex(counts, E_W, E_H, tol=CERTIFIED_GAP, seed=seed)
     problem = NuclearBallLPM(counts, E_W, E_H)
     zt = cert.z.T  # the solver's variable: row k = logits of class k's mean
     _, (g,) = problem.value_and_grad((zt,))
-    minority = range(K_A, K_A + K_B)
+    minority = list(range(K_A, K_A + K_B)) if minority is None else list(minority)
     w, _ = cert.factors(len(counts), (E_W / E_H) ** 0.25, seed=seed)
     return {
         "R": float(counts[0] / counts[-1]),
         "spread": group_spread(cert.z, minority),
-        "cosine": group_cosines(w, list(minority))[0],
+        "cosine": group_cosines(w, minority)[0],
         "mu": problem.multiplier((zt,)),
         "mu_inner": float(-(g * zt).sum()) / problem.radius,
         "pi_B": float(counts[-1] / counts.sum()),
