@@ -70,13 +70,13 @@ def evaluate_solution(problem: FixedETFModel, h: Tensor, tag: str) -> list[Measu
 
 def evaluate_gradient(problem: FixedETFModel, h: Tensor, tag: str) -> list[Measurement]:
     """The problem's DR gradient at h (N, d) against autograd, the closed form, and w*_k."""
+    c = math.sqrt(problem.e_w * problem.e_h)
     h = h.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        value = dot_regression(h @ problem.w_star.T, problem.labels, problem.loss_fn.target)
+        value = dot_regression(h @ problem.w_star.T, problem.labels, c)
         (auto,) = torch.autograd.grad(value.sum() / problem.num_samples, h)
     _, (grad,) = problem.value_and_grad((h.detach(),))
     w = problem.w_star[problem.labels]  # (N, d) rows w*_{y_i}
-    c = math.sqrt(problem.e_w * problem.e_h)
     closed = -(1 - (w * h.detach()).sum(1, keepdim=True) / c) * w / problem.num_samples
     unit = w / torch.linalg.vector_norm(w, dim=1, keepdim=True)
     off_axis = grad - (grad * unit).sum(1, keepdim=True) * unit  # part orthogonal to w*_k
