@@ -7,6 +7,9 @@ LPM's convex form (learnable + CE). One table is printed and a run folder is wri
 
     config.json     every option, the class counts, the code version
     history.csv     configuration, iteration, seconds, objective, gap (the convergence curves)
+    geometry.npz    per configuration, the cosine matrices (K, K) and norms (K,) of the
+                    classifier rows and of the centred class means, keys "<classifier>+<loss>.
+                    cosine_w|cosine_h|norm_w|norm_h" (the geometry figures read it)
     summary.json    per configuration: objective, optimum, gap, certificate, metrics
                     (written last and atomically: a killed run has none)
 """
@@ -14,6 +17,7 @@ LPM's convex form (learnable + CE). One table is printed and a run folder is wri
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import sys
 import time
@@ -21,17 +25,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ufm.convex import solve_lpm_convex
 from ufm.imbalance import ClassProfile, make_profile
-from ufm.io import atomic_write_csv, atomic_write_json, code_version, new_run_dir
+from ufm.io import (
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    code_version,
+    new_run_dir,
+)
 from ufm.losses import LOSSES
-from ufm.metrics import nc_metrics
-from ufm.problems import FixedETFModel, LayerPeeledModel, Problem
+from ufm.metrics import class_means, nc_metrics, pairwise_cosines
+from ufm.problems import FixedETFModel, LayerPeeledModel, Problem, Vars
 from ufm.solvers import SOLVERS, solve
 
-__all__ = ["SimulateConfig", "main", "run_configuration", "run_simulation"]
+__all__ = [
+    "SimulateConfig",
+    "main",
+    "run_configuration",
+    "run_simulation",
+    "solution_geometry",
+]
 
 CLASSIFIERS = ("etf", "learnable")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -152,10 +169,32 @@ def reference_optimum(
     }
 
 
+def solution_geometry(problem: Problem, x: Vars) -> dict[str, np.ndarray]:
+    """Pairwise cosines (K, K) and norms (K,) of the classifier rows w_k and of the centred class
+    means mu_k - mu_G (mu_G the mean of the class means, as in `nc_metrics`), float64."""
+    h = problem.features(x).to(torch.float64)
+    w = problem.classifier(x).to(torch.float64)
+    mu, mu_g, _ = class_means(h, problem.labels, problem.num_classes)
+    centred = mu - mu_g  # (K, d)
+    arrays = {
+        "cosine_w": pairwise_cosines(w),
+        "cosine_h": pairwise_cosines(centred),
+        "norm_w": w.norm(dim=1),
+        "norm_h": centred.norm(dim=1),
+    }
+    return {k: v.cpu().numpy() for k, v in arrays.items()}
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def run_configuration(
     cfg: SimulateConfig, profile: ClassProfile, classifier: str, loss: str, device: torch.device
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Solve one configuration; returns (summary entry, history)."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """Solve one configuration; returns (summary entry, history, `solution_geometry`)."""
     problem = build_problem(cfg, profile, classifier, loss, device)
     ref = reference_optimum(cfg, problem, device)
     # A degenerate problem has no unique minimizer to be stationary at: the gap alone counts.
@@ -196,7 +235,7 @@ def run_configuration(
     }
     if classifier == "learnable" and loss == "dr":
         entry["note"] = DEGENERATE_NOTE
-    return entry, result.history
+    return entry, result.history, solution_geometry(problem, result.x)
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
@@ -243,12 +282,13 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
             flush=True,
         )
     start = time.perf_counter()
-    runs, rows = [], []
+    runs, rows, geometry = [], [], {}
     for classifier in cfg.classifiers:
         for loss in cfg.losses:
-            entry, hist = run_configuration(cfg, profile, classifier, loss, device)
+            entry, hist, geo = run_configuration(cfg, profile, classifier, loss, device)
             runs.append(entry)
             name = f"{classifier}+{loss}"
+            geometry |= {f"{name}.{key}": value for key, value in geo.items()}
             rows += [
                 (name, int(i), f"{s:.6f}", repr(float(f)), repr(float(f - entry["optimum"])))
                 for i, s, f in zip(
@@ -258,6 +298,7 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     atomic_write_csv(
         run_dir / "history.csv", ["configuration", "iteration", "seconds", "objective", "gap"], rows
     )
+    _write_npz(run_dir / "geometry.npz", geometry)
     summary = {
         "counts": cfg.counts,
         "minority": profile.minority.tolist(),
