@@ -17,14 +17,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 
 from proofs_checks.minority_collapse import collapse_ratio, minority_state
-from proofs_checks.registry import all_checks
+from proofs_checks.registry import all_checks, torch_threads
 from proofs_checks.tolerances import CERTIFIED_GAP
 from ufm.convex import (
     ConvexResult,
@@ -52,17 +52,17 @@ def _best_time(fn: Callable[[], object], repeat: int) -> tuple[float, object]:
     return min(times), out
 
 
-def bench_suite(size: str = "full") -> float:
+def bench_suite(size: str = "full", threads: int = 1) -> float:
     """Run every check; print seconds per check and the total; return the total."""
     start = time.perf_counter()
     for check in all_checks():
-        report = check.run(size)  # type: ignore[arg-type]
+        report = check.run(size, threads)  # type: ignore[arg-type]
         verdict = "PASS" if report.result.passed else "FAIL"
         print(f"  {check.name:<24} {verdict}  {report.seconds:7.2f} s", flush=True)
     total = time.perf_counter() - start
     print(
         f"[suite] {size} size, {len(all_checks())} checks: {total:.1f} s (target < 180 s; "
-        f"{torch.get_num_threads()} threads)"
+        f"{threads} torch thread(s), {os.cpu_count()} CPUs)"
     )
     return total
 
@@ -159,10 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-suite", action="store_true", help="certificates only")
     p.add_argument("--repeat", type=int, default=3, help="runs per certificate (best is kept)")
     p.add_argument("--classes", type=int, nargs="+", default=[10, 100], help="values of K")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the checks' default)")
     args = p.parse_args(argv)
     if not args.skip_suite:
-        bench_suite("full")
-    bench_certificates(args.classes, max(1, args.repeat))
+        bench_suite("full", args.threads)
+    with torch_threads(args.threads):
+        bench_certificates(args.classes, max(1, args.repeat))
     return 0
 
 

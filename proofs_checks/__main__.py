@@ -4,6 +4,7 @@
     python -m proofs_checks --only theorem1 --json out.json
     python -m proofs_checks --list                       # name, statement, source
     python -m proofs_checks --size small                 # the sizes the test-suite runs
+    python -m proofs_checks --threads 2                  # torch threads (default 1)
 
 Each row: name, PASS/FAIL, the largest error found (the measurement closest to or beyond its
 tolerance), that tolerance, seconds, the statement and its source. Failed measurements are listed
@@ -53,7 +54,7 @@ def _failures(report: CheckReport) -> list[str]:
     """Lines naming the failed measurements of a failed check (at most FAILURES_SHOWN)."""
     details = report.result.details
     failed = {m["label"]: m for m in details.get("measurements", []) if not m["holds"]}
-    lines = []
+    lines = [f"  {report.name}: {details['finding']}"] if "finding" in details else []
     for label in details.get("failed", [])[:FAILURES_SHOWN]:
         m = failed.get(label)
         shown = (
@@ -86,13 +87,13 @@ def _list(checks: Sequence[Check]) -> None:
         print(f"{c.name}\n  statement: {c.statement}\n  source:    {c.source}")
 
 
-def run_checks(checks: Sequence[Check], size: str) -> list[CheckReport]:
-    """Run `checks`, printing each row as it finishes; return the reports."""
+def run_checks(checks: Sequence[Check], size: str, threads: int = 1) -> list[CheckReport]:
+    """Run `checks` with `threads` torch threads, printing each row as it finishes."""
     print(_cells(COLUMNS))
     print(_cells(tuple("-" * max(w, len(c)) for c, w in zip(COLUMNS, WIDTHS, strict=True))))
     reports = []
     for check in checks:
-        report = check.run(size)  # type: ignore[arg-type]
+        report = check.run(size, threads)  # type: ignore[arg-type]
         print(format_row(report), flush=True)
         reports.append(report)
     return reports
@@ -108,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     p.add_argument("--list", action="store_true", help="list the checks and exit")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per check (default 1: fastest for these small problems)",
+    )
     p.add_argument(
         "--size",
         choices=SIZES,
@@ -128,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _list(checks)
         return 0
     start = time.perf_counter()
-    reports = run_checks(checks, args.size)
+    if args.threads < 1:
+        print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    reports = run_checks(checks, args.size, args.threads)
     total = time.perf_counter() - start
     failures = [line for r in reports if not r.result.passed for line in _failures(r)]
     if failures:

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from proofs_checks import __main__ as cli
 from proofs_checks.registry import (
@@ -17,6 +18,7 @@ from proofs_checks.registry import (
     all_checks,
     get_check,
     register,
+    torch_threads,
 )
 
 JSON_KEYS = {"name", "source", "passed", "max_error", "tolerance", "seconds", "details"}
@@ -132,3 +134,18 @@ def test_exit_status_is_1_when_a_check_fails(monkeypatch, capsys) -> None:
     out = capsys.readouterr().out
     assert "FAIL" in out and "always_fails: error: 1, not <= 1e-12" in out
     assert "1/2 checks passed" in out
+
+
+def test_checks_run_single_threaded_and_restore_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    seen = []
+
+    def probe(size: str) -> CheckResult:
+        seen.append(torch.get_num_threads())
+        return CheckResult.from_measurements([Measurement("ok", 0.0, 1.0)])
+
+    Check("probe", "s", "src", probe).run("small")
+    Check("probe", "s", "src", probe).run("small", threads=None)
+    assert seen == [1, before] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads"), torch_threads(0):
+        pass
