@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from deep.augment import TrainBatch
 from deep.config import resolve_config
 from deep.distributed import DistInfo, resolve_device
+from deep.loop import evaluate_epoch, train_steps
 from deep.session import Session, build_session
-from deep.train import evaluate_epoch, train_steps
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -179,6 +179,7 @@ def resolve_config(preset: str, layers: list[dict[str, Any]]) -> Config:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
+    merged.pop("preset", None)  # chosen by the caller, and recorded below
     dataset = merged.get("data.dataset", DataConfig.dataset)
     values = flatten(dataclasses.asdict(Config()))
     values.update(PRESETS[preset].overrides(dataset))

@@ -6,12 +6,17 @@ branches on which entry it got.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 __all__ = ["Registry"]
+
+
+def _natural_key(name: str) -> list[int | str]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 class Registry(Generic[T]):
@@ -41,7 +46,8 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        """Registered names in natural order (resnet8 before resnet14)."""
+        return sorted(self._entries, key=_natural_key)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

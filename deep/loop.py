@@ -1,0 +1,198 @@
+"""The training loop: epochs of SGD on the batch stream, evaluation, checkpoints, tables.
+
+`train` runs a Session from its current epoch to the end. Each epoch: `train_epoch` (SGD over
+the stream, through `train_steps`, which the throughput benchmark calls too), then
+`evaluate_epoch` (test accuracy; NC metrics of the training features when due), then a
+checkpoint and the run folder's tables, written by rank 0.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from deep.augment import TrainBatch
+from deep.checkpoint import capture_rng, restore_rng, save_checkpoint
+from deep.distributed import DistInfo, all_gather_rows, all_reduce_sum
+from deep.evaluate import accuracy_from_counts, class_correct, forward_all, nc_report
+from deep.models import fold_batchnorm
+from deep.report import build_summary, epoch_line, header, say
+from deep.rundir import RunFolder
+from deep.session import Session
+
+__all__ = ["evaluate_epoch", "restore", "run_epoch", "train", "train_epoch", "train_steps"]
+
+
+def train(s: Session, folder: RunFolder) -> dict[str, Any]:
+    """Train from epoch `s.epoch` to the end, writing the run folder; returns the summary."""
+    say(s.info, header(s, folder))
+    started = time.perf_counter()
+    if s.epoch >= s.cfg.optim.epochs:
+        say(s.info, f"deep.train: {folder.path} has finished all {s.epoch} epochs already")
+    while s.epoch < s.cfg.optim.epochs:
+        row = run_epoch(s)
+        s.history.append(row)
+        s.epoch += 1
+        say(s.info, epoch_line(s, row))
+        elapsed = s.seconds + time.perf_counter() - started
+        _save(s, folder, elapsed)
+    summary = build_summary(s, s.seconds + time.perf_counter() - started, finished=True)
+    if s.info.main:
+        folder.write_metrics(s.history)
+        folder.write_summary(summary)
+    say(s.info, f"deep.train: wrote {folder.path}")
+    return summary
+
+
+def run_epoch(s: Session) -> dict[str, Any]:
+    """One epoch of training, then evaluation: the epoch's row of metrics.csv."""
+    epoch = s.epoch
+    s.objective.start_epoch(epoch)
+    row: dict[str, Any] = {"epoch": epoch + 1}
+    row |= train_epoch(s)
+    row |= evaluate_epoch(s, with_nc=_nc_due(s, epoch))
+    return row
+
+
+def _nc_due(s: Session, epoch: int) -> bool:
+    return (epoch + 1) % s.cfg.run.nc_every == 0 or epoch + 1 == s.cfg.optim.epochs
+
+
+def train_steps(
+    s: Session, batches: Iterable[TrainBatch], on_step: Callable[[int, Tensor], None] | None = None
+) -> Tensor:
+    """SGD steps on `batches`, counted from the start of the current epoch; sum of the losses."""
+    s.step.train()
+    loss_sum = torch.zeros((), device=s.device)
+    for i, batch in enumerate(batches):
+        s.schedule.apply(s.optimizer, s.global_step + i)
+        with torch.autocast(s.device.type, dtype=torch.bfloat16, enabled=s.amp):
+            loss = s.step(batch.x, batch.y_a, batch.y_b, batch.lam)
+        s.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        s.optimizer.step()
+        loss_sum += loss.detach()
+        if on_step is not None:
+            on_step(i, loss)
+    return loss_sum
+
+
+def train_epoch(s: Session) -> dict[str, Any]:
+    """One epoch of the stream; mean loss, last learning rate and speed."""
+    steps = s.stream.steps_per_epoch
+    bar = tqdm(
+        total=steps,
+        desc=f"epoch {s.epoch + 1}/{s.cfg.optim.epochs}",
+        leave=False,
+        disable=not (s.cfg.run.progress and s.info.main and sys.stderr.isatty()),
+    )
+
+    def show(i: int, loss: Tensor) -> None:
+        bar.update()
+        if i % 20 == 0 and not bar.disable:  # .item() waits for the device: only now and then
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+
+    start = time.perf_counter()
+    loss_sum = train_steps(s, s.stream.epoch(), show)
+    loss_mean = float(all_reduce_sum(loss_sum, s.info)) / (steps * s.info.world)
+    seconds = time.perf_counter() - start
+    bar.close()
+    if not math.isfinite(loss_mean):
+        raise FloatingPointError(f"training diverged in epoch {s.epoch + 1}: loss {loss_mean}")
+    images = steps * s.cfg.optim.batch_size
+    s.train_seconds += seconds
+    s.train_images += images
+    return {
+        "lr": s.optimizer.param_groups[0]["lr"],
+        "train_loss": loss_mean,
+        "train_seconds": seconds,
+        "images_per_second": images / seconds,
+    }
+
+
+def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
+    """Test accuracies and, if `with_nc`, NC metrics of the training features (eval mode)."""
+    start = time.perf_counter()
+    net = fold_batchnorm(s.net)
+    out = _test_accuracy(s, net)
+    out["eval_seconds"] = time.perf_counter() - start
+    if with_nc:
+        start = time.perf_counter()
+        out["nc"] = _nc_metrics(s, net)
+        out["nc_seconds"] = time.perf_counter() - start
+    return out
+
+
+def _shard(n: int, info: DistInfo) -> slice:
+    return slice(n * info.rank // info.world, n * (info.rank + 1) // info.world)
+
+
+def _test_accuracy(s: Session, net: torch.nn.Module) -> dict[str, Any]:
+    part = _shard(len(s.test.labels), s.info)
+    _, logits = _forward(s, net, s.test.images[part])
+    counts = all_reduce_sum(class_correct(logits, s.test.labels[part], s.num_classes), s.info)
+    report = accuracy_from_counts(counts, s.groups)
+    per_class = report.pop("per_class_acc")
+    return report | {f"acc_class_{k}": acc for k, acc in enumerate(per_class)}
+
+
+def _nc_metrics(s: Session, net: torch.nn.Module) -> dict[str, float]:
+    part = _shard(len(s.train.labels), s.info)
+    features, _ = _forward(s, net, s.train.images[part])
+    features = all_gather_rows(features, s.info)
+    if not s.info.main:
+        return {}
+    return nc_report(features, s.train.labels, net.head, s.minority)
+
+
+def _forward(s: Session, net: torch.nn.Module, images: torch.Tensor):
+    return forward_all(
+        net,
+        images,
+        s.normalizer,
+        batch_size=s.cfg.run.eval_batch_size,
+        amp=s.amp,
+        channels_last=s.cfg.run.channels_last,
+    )
+
+
+def _save(s: Session, folder: RunFolder, elapsed: float) -> None:
+    """Checkpoint (every process takes part in gathering states), then the tables, on rank 0."""
+    rng = capture_rng(s.stream, s.info)
+    if not s.info.main:
+        return
+    payload = {
+        "epoch": s.epoch,
+        "model": s.net.state_dict(),
+        "objective": s.objective.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "rng": rng,
+        "history": s.history,
+        "seconds": elapsed,
+        "train_seconds": s.train_seconds,
+        "train_images": s.train_images,
+    }
+    save_checkpoint(folder.last_checkpoint, payload)
+    if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
+        save_checkpoint(folder.epoch_checkpoint(s.epoch), payload)
+    folder.write_metrics(s.history)
+    folder.write_summary(build_summary(s, elapsed, finished=s.epoch >= s.cfg.optim.epochs))
+
+
+def restore(s: Session, ckpt: dict[str, Any]) -> None:
+    s.net.load_state_dict(ckpt["model"])
+    s.objective.load_state_dict(ckpt["objective"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    restore_rng(ckpt["rng"], s.stream, s.info)
+    s.epoch = int(ckpt["epoch"])
+    s.history = list(ckpt["history"])
+    s.seconds = float(ckpt["seconds"])
+    s.train_seconds = float(ckpt["train_seconds"])
+    s.train_images = int(ckpt["train_images"])
