@@ -35,7 +35,9 @@ How it is checked, each solution certified and from a random start:
 1. along R in a grid, the mean cosine between minority classifiers (from the factor
    W = U S^{1/2}) increases, equals -1/(K-1) at R = 1 (ETF) and 1 for R >= R0;
 2. R0 is found; at R0/1.5, R0/1.1 (not collapsed: spread >= SEPARATED, mu < pi_B) and at
-   1.1 R0, 1.5 R0 (collapsed: spread <= COLLAPSED, mu >= pi_B) geometry and KKT agree;
+   1.1 R0, 1.5 R0 (collapsed: spread <= COLLAPSED, mu >= pi_B) geometry and KKT agree; the
+   derivation's pieces hold there too: the solution is invariant under permutations of the
+   minority classes, mu = pi_B (1 - (p_s - p_o)) below R0, and p_s = p_o above it;
 3. the two expressions of the multiplier, ||G||_op and -<G, Z>/r, agree (stationarity).
 """
 
@@ -85,6 +87,27 @@ def group_spread(rows: Tensor, group: Sequence[int]) -> float:
     return float(torch.linalg.matrix_norm(sub - sub.mean(0)) / torch.linalg.matrix_norm(rows))
 
 
+def _minority_probabilities(zt: Tensor, minority: list[int]) -> tuple[float, float]:
+    """(p_s, p_o): mean softmax probability of a minority class mean on its own class, and on
+    another minority class. zt (K, K): row k = logits of class k's mean."""
+    p = torch.softmax(zt, dim=1)[minority][:, minority]  # (K_B, K_B)
+    own = torch.diagonal(p)
+    other = (p.sum() - own.sum()) / (len(minority) * (len(minority) - 1))
+    return float(own.mean()), float(other)
+
+
+def _symmetry_residual(z: Tensor, minority: list[int]) -> float:
+    """||Q_B Z Q_B - a Q_B||_F / ||Z||_F with a fitted: 0 when the optimum is invariant under
+    permutations of the minority classes (the derivation's assumption)."""
+    k, b = z.shape[0], len(minority)
+    q = torch.zeros(k, k, dtype=z.dtype)
+    idx = torch.as_tensor(minority)
+    q[idx[:, None], idx[None, :]] = torch.eye(b, dtype=z.dtype) - 1.0 / b  # Q_B
+    block = q @ z @ q
+    a = torch.trace(block) / (b - 1)
+    return float(torch.linalg.matrix_norm(block - a * q) / torch.linalg.matrix_norm(z))
+
+
 def minority_state(
     counts: np.ndarray, seed: int = 0, minority: Sequence[int] | None = None
 ) -> dict[str, float]:
@@ -98,13 +121,17 @@ def minority_state(
     _, (g,) = problem.value_and_grad((zt,))
     minority = list(range(K_A, K_A + K_B)) if minority is None else list(minority)
     w, _ = cert.factors(len(counts), (E_W / E_H) ** 0.25, seed=seed)
+    p_own, p_other = _minority_probabilities(zt, minority)
     return {
         "R": float(counts[0] / counts[-1]),
         "spread": group_spread(cert.z, minority),
+        "symmetry": _symmetry_residual(cert.z, minority),
         "cosine": group_cosines(w, minority)[0],
         "mu": problem.multiplier((zt,)),
         "mu_inner": float(-(g * zt).sum()) / problem.radius,
         "pi_B": float(counts[-1] / counts.sum()),
+        "p_own": p_own,
+        "p_other": p_other,
         "value": cert.value,
         "lower_bound": cert.lower_bound,
         "relative_gap": cert.relative_gap,
@@ -124,14 +151,26 @@ def collapse_ratio(lo: float, hi: float) -> float:
 def evaluate_kkt(state: dict[str, float], collapsed: bool, tag: str) -> list[Measurement]:
     """The geometry and the KKT criterion must agree with the side of R0 (item 2)."""
     excess = state["mu"] / state["pi_B"] - 1
+    symmetric = Measurement(f"{tag}: symmetry residual", state["symmetry"], SOLUTION)
     if collapsed:
         return [
+            symmetric,
             Measurement(f"{tag}: minority spread (collapsed)", state["spread"], COLLAPSED),
             Measurement(f"{tag}: mu/pi_B - 1 (KKT: collapse)", excess, KKT_MARGIN, ">="),
+            Measurement(
+                f"{tag}: p_s - p_o (collapse: 0)", abs(state["p_own"] - state["p_other"]), COLLAPSED
+            ),
         ]
+    derived = state["pi_B"] * (1 - (state["p_own"] - state["p_other"]))
     return [
+        symmetric,
         Measurement(f"{tag}: minority spread (not collapsed)", state["spread"], SEPARATED, ">="),
         Measurement(f"{tag}: 1 - mu/pi_B (KKT: no collapse)", -excess, KKT_MARGIN, ">="),
+        Measurement(
+            f"{tag}: mu vs pi_B (1 - (p_s - p_o))",
+            abs(derived / state["mu"] - 1),
+            MULTIPLIER_AGREEMENT,
+        ),
     ]
 
 

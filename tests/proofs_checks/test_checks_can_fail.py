@@ -176,7 +176,8 @@ def test_lpm_relaxation_rejects_infeasible_and_suboptimal_points(lpm_solution) -
 def test_minority_collapse_kkt_sides(ratio: float, collapsed: bool) -> None:
     state = minority_collapse.minority_state(minority_collapse.step_profile(ratio))
     assert failed(minority_collapse.evaluate_kkt(state, collapsed, "right side")) == []
-    assert len(failed(minority_collapse.evaluate_kkt(state, not collapsed, "wrong side"))) == 2
+    labels = failed(minority_collapse.evaluate_kkt(state, not collapsed, "wrong"))
+    assert any("spread" in label for label in labels) and any("KKT" in label for label in labels)
 
 
 # --- 8. Hong & Ling -------------------------------------------------------------------------------
