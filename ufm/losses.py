@@ -121,6 +121,12 @@ class DotRegression(Loss):
     name: str = "dr"
     target: float = 1.0
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.target) and self.target > 0):
+            raise ValueError(
+                f"dot-regression target sqrt(E_W E_H) must be > 0, got {self.target!r}"
+            )
+
     def value(self, z: Tensor, y: Tensor) -> Tensor:
         return dot_regression(z, y, self.target)
 
