@@ -11,13 +11,16 @@ lambda = 2 sqrt(lambda_W lambda_H) (plain) or sqrt(lambda_W lambda_H) (half). Fo
     lambda >= sqrt(n_B) / N.
 
 (The derivation is check 7's with lambda in place of mu: the B x B block of the gradient in Y is
-(sqrt(n_B)/N)(P - I), whose centred part has norm sqrt(n_B)/N (1 - (p_s - p_o)).)
+(sqrt(n_B)/N)(P - I), whose centred part has norm sqrt(n_B)/N (1 - (p_s - p_o)), p_s and p_o
+the probabilities a minority class mean puts on its own and on another minority class; it must
+equal lambda when the minority rows are distinct, and p_s = p_o when they are equal.)
 
 Checked at 0.9 and 1.1 times the threshold, for three settings including (5, 500, 5, 100)
 (threshold 0.0033333) and (3, 500, 7, 100) (0.0045455):
 
 1. by the convex form, solved to a certified gap: minority rows of Z equal above, distinct
    below; majority rows distinct on both sides (it is minority collapse, not total collapse);
+   and the identity of the derivation (above) on each side;
 2. by gradient descent on the full (W, H, b) model from a random start, in both conventions
    with different splits lambda_W / lambda_H of the same lambda: the value reaches the convex
    lower bound (so this stationary point is a global minimum), W W^T equals the convex
@@ -50,8 +53,17 @@ from ufm.problems import RegularizedUFM, effective_lambda
 from ufm.solvers import solve
 from ufm.theory import hong_ling_threshold
 
-__all__ = ["collapse_measurements", "penalties", "predicted_gram", "run"]
+__all__ = [
+    "collapse_measurements",
+    "derivation_measurement",
+    "penalties",
+    "predicted_gram",
+    "run",
+]
 
+# lambda vs its derived expression at a certified optimum (relative gap 1e-10): first order in
+# the distance to the optimum, measured 5e-12..1e-10.
+MULTIPLIER = 1e-6
 SETTINGS = {  # (K_A, n_A, K_B, n_B)
     "full": ((5, 500, 5, 100), (3, 500, 7, 100), (4, 300, 6, 50)),
     "small": ((5, 50, 5, 10), (3, 50, 7, 10)),
@@ -93,6 +105,28 @@ def collapse_measurements(
             Measurement(f"{tag}: majority spread", group_spread(rows, range(k_a)), SEPARATED, ">=")
         )
     return ms
+
+
+def derivation_measurement(
+    cert: ConvexResult, lam: float, threshold: float, k_a: int, collapse: bool, tag: str
+) -> Measurement:
+    """The derivation's identity at the optimum: without collapse the centred minority block of
+    the gradient in Y is active, lambda = (sqrt(n_B)/N)(1 - (p_s - p_o)); with collapse, p_s = p_o.
+
+    p_s, p_o: mean softmax probability of a minority class mean (with bias) on its own class and
+    on another minority class."""
+    logits = cert.z.T + (0.0 if cert.bias is None else cert.bias[None, :])  # (K, K), row k
+    minority = list(range(k_a, logits.shape[0]))
+    p = torch.softmax(logits, dim=1)[minority][:, minority]  # (K_B, K_B)
+    b = len(minority)
+    own = float(torch.diagonal(p).mean())
+    other = float((p.sum() - torch.diagonal(p).sum()) / (b * (b - 1)))
+    if collapse:
+        return Measurement(f"{tag}: p_s - p_o (collapse: 0)", abs(own - other), COLLAPSED)
+    derived = threshold * (1 - (own - other))
+    return Measurement(
+        f"{tag}: lambda vs (sqrt(n_B)/N)(1 - (p_s - p_o))", abs(derived / lam - 1), MULTIPLIER
+    )
 
 
 def _gradient_descent(
@@ -152,6 +186,7 @@ def _case(setting: tuple[int, int, int, int], factor: float) -> tuple[list[Measu
     tag = f"{setting} {factor:g}x"
     cert = solve_regularized_convex(counts, lam, 0.0, tol=CERTIFIED_GAP)
     ms = collapse_measurements(cert.z, k_a, k_b, collapse, f"{tag} convex")
+    ms.append(derivation_measurement(cert, lam, threshold, k_a, collapse, f"{tag} convex"))
     runs = []
     for convention in CONVENTIONS:
         gd_ms, info = _gradient_descent(
