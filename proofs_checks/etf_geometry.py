@@ -73,7 +73,7 @@ def _refuses_small_dim(k: int) -> Measurement:
 @register(
     "etf_geometry",
     statement="simplex ETF: Gram K/(K-1)I-11^T/(K-1), unit norms, zero sum, rank K-1, d>=K-1",
-    source="Papyan, Han & Donoho 2020 (definition); DESIGN.md s.3",
+    source="Papyan, Han & Donoho 2020 (simplex ETF); Yang et al. 2022 (eq. 1)",
 )
 def run(size: Size) -> CheckResult:
     ms, cases = [], []

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from proofs_checks.minority_collapse import group_spread
+from proofs_checks.groups import collapse_measurements, group_spread
+from proofs_checks.minority_collapse import minority_probabilities
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import (
     BRACKET,
@@ -44,7 +45,6 @@ from proofs_checks.tolerances import (
     COLLAPSED,
     GRAD_TOL,
     NONCONVEX_GAP,
-    SEPARATED,
     SOLUTION,
 )
 from ufm.convex import ConvexResult, solve_regularized_convex
@@ -54,7 +54,6 @@ from ufm.solvers import solve
 from ufm.theory import hong_ling_threshold
 
 __all__ = [
-    "collapse_measurements",
     "derivation_measurement",
     "penalties",
     "predicted_gram",
@@ -90,23 +89,6 @@ def predicted_gram(
     return math.sqrt(lambda_h / lambda_w) * root
 
 
-def collapse_measurements(
-    rows: Tensor, k_a: int, k_b: int, collapse: bool, tag: str
-) -> list[Measurement]:
-    """Minority rows equal iff `collapse`; majority rows always distinct."""
-    spread_b = group_spread(rows, range(k_a, k_a + k_b))
-    ms = [
-        Measurement(f"{tag}: minority spread (collapsed)", spread_b, COLLAPSED)
-        if collapse
-        else Measurement(f"{tag}: minority spread (not collapsed)", spread_b, SEPARATED, ">=")
-    ]
-    if k_a >= 2:
-        ms.append(
-            Measurement(f"{tag}: majority spread", group_spread(rows, range(k_a)), SEPARATED, ">=")
-        )
-    return ms
-
-
 def derivation_measurement(
     cert: ConvexResult, lam: float, threshold: float, k_a: int, collapse: bool, tag: str
 ) -> Measurement:
@@ -116,11 +98,7 @@ def derivation_measurement(
     p_s, p_o: mean softmax probability of a minority class mean (with bias) on its own class and
     on another minority class."""
     logits = cert.z.T + (0.0 if cert.bias is None else cert.bias[None, :])  # (K, K), row k
-    minority = list(range(k_a, logits.shape[0]))
-    p = torch.softmax(logits, dim=1)[minority][:, minority]  # (K_B, K_B)
-    b = len(minority)
-    own = float(torch.diagonal(p).mean())
-    other = float((p.sum() - torch.diagonal(p).sum()) / (b * (b - 1)))
+    own, other = minority_probabilities(logits, range(k_a, logits.shape[0]))
     if collapse:
         return Measurement(f"{tag}: p_s - p_o (collapse: 0)", abs(own - other), COLLAPSED)
     derived = threshold * (1 - (own - other))

@@ -184,7 +184,7 @@ def _case(name: str, counts: np.ndarray, seed: int) -> tuple[list[Measurement], 
 @register(
     "lpm_relaxation",
     statement="LPM = its nuclear-norm / SDP relaxation (d>=K); balanced: ETF, 0.5597815 at K=10",
-    source="Fang et al. 2021 (convex relaxation, SDP); DESIGN.md s.4",
+    source="Fang et al. 2021 (convex relaxation and SDP of the LPM)",
 )
 def run(size: Size) -> CheckResult:
     ms, cases = [], []

@@ -52,6 +52,7 @@ import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
+from proofs_checks.groups import group_spread
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CERTIFIED_GAP, COLLAPSED, SEPARATED, SOLUTION
 from ufm.convex import NuclearBallLPM, solve_lpm_convex
@@ -60,7 +61,7 @@ from ufm.metrics import group_cosines
 __all__ = [
     "collapse_ratio",
     "evaluate_kkt",
-    "group_spread",
+    "minority_probabilities",
     "minority_state",
     "run",
 ]
@@ -81,18 +82,13 @@ def step_profile(ratio: float) -> np.ndarray:
     return np.array([N_A] * K_A + [round(N_A / ratio)] * K_B, dtype=np.int64)
 
 
-def group_spread(rows: Tensor, group: Sequence[int]) -> float:
-    """||rows[group] - their mean||_F / ||rows||_F: 0 exactly when the group's rows are equal."""
-    sub = rows[list(group)]
-    return float(torch.linalg.matrix_norm(sub - sub.mean(0)) / torch.linalg.matrix_norm(rows))
-
-
-def _minority_probabilities(zt: Tensor, minority: list[int]) -> tuple[float, float]:
+def minority_probabilities(zt: Tensor, minority: Sequence[int]) -> tuple[float, float]:
     """(p_s, p_o): mean softmax probability of a minority class mean on its own class, and on
     another minority class. zt (K, K): row k = logits of class k's mean."""
-    p = torch.softmax(zt, dim=1)[minority][:, minority]  # (K_B, K_B)
+    idx = list(minority)
+    p = torch.softmax(zt, dim=1)[idx][:, idx]  # (K_B, K_B)
     own = torch.diagonal(p)
-    other = (p.sum() - own.sum()) / (len(minority) * (len(minority) - 1))
+    other = (p.sum() - own.sum()) / (len(idx) * (len(idx) - 1))
     return float(own.mean()), float(other)
 
 
@@ -121,7 +117,7 @@ def minority_state(
     _, (g,) = problem.value_and_grad((zt,))
     minority = list(range(K_A, K_A + K_B)) if minority is None else list(minority)
     w, _ = cert.factors(len(counts), (E_W / E_H) ** 0.25, seed=seed)
-    p_own, p_other = _minority_probabilities(zt, minority)
+    p_own, p_other = minority_probabilities(zt, minority)
     return {
         "R": float(counts[0] / counts[-1]),
         "spread": group_spread(cert.z, minority),

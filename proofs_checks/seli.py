@@ -30,11 +30,11 @@ import itertools
 import numpy as np
 import torch
 
-from proofs_checks.minority_collapse import group_spread
+from proofs_checks.groups import group_spread, smallest_classes
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CVXPY, SEPARATED
 from ufm.convex import cvxpy_ufm_svm, solve_regularized_convex
-from ufm.imbalance import exponential_counts, head_medium_tail, step_counts
+from ufm.imbalance import exponential_counts, step_counts
 from ufm.theory import hong_ling_threshold, seli_classifier_gram, seli_mean_logits
 
 __all__ = ["classifier_gram", "distances", "evaluate_limit", "evaluate_path", "run"]
@@ -75,19 +75,13 @@ def distances(z: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     return float(gram), float(logits)
 
 
-def _minority(counts: np.ndarray) -> list[int]:
-    """The smallest classes: those of the minimum count, or the tail third when that is one."""
-    idx = np.flatnonzero(counts == counts.min())
-    return (idx if len(idx) >= 2 else head_medium_tail(counts)["tail"]).tolist()
-
-
 def evaluate_limit(z: np.ndarray, value: float, counts: np.ndarray, tag: str) -> list[Measurement]:
     """Item 1 and the limit part of item 3."""
     d_gram, d_logits = distances(z, counts)
     k = len(counts)
     zbar = np.eye(k) - np.ones((k, k)) / k
     nuclear = float(np.linalg.svd(zbar * np.sqrt(counts)[None, :], compute_uv=False).sum())
-    spread = group_spread(torch.as_tensor(z), _minority(counts))
+    spread = group_spread(torch.as_tensor(z), smallest_classes(counts))
     return [
         Measurement(f"{tag} max-margin: Gram vs SELI", d_gram, LIMIT),
         Measurement(f"{tag} max-margin: logits vs SELI", d_logits, LIMIT),
@@ -143,7 +137,7 @@ def _path(counts: np.ndarray, size: Size) -> list[dict[str, float]]:
                 "scale": float(np.linalg.norm(z)),
                 "d_gram": d_gram,
                 "d_logits": d_logits,
-                "spread": group_spread(cert.z, _minority(counts)),
+                "spread": group_spread(cert.z, smallest_classes(counts)),
                 "iterations": cert.iterations,
                 "relative_gap": cert.relative_gap,
             }

@@ -17,6 +17,7 @@ from proofs_checks import (
     convergence,
     etf_geometry,
     etf_immunity,
+    groups,
     hong_ling,
     lpm_relaxation,
     minority_collapse,
@@ -185,9 +186,9 @@ def test_hong_ling_rejects_a_threshold_off_by_two() -> None:
     counts = step_counts(5, 50, 5, 5)
     threshold = hong_ling_threshold(10, int(counts.sum()))
     cert = solve_regularized_convex(counts, 1.1 * threshold, tol=1e-10)
-    assert failed(hong_ling.collapse_measurements(cert.z, 5, 5, True, "ok")) == []
+    assert failed(groups.collapse_measurements(cert.z, 5, 5, True, "ok")) == []
     wrong = solve_regularized_convex(counts, 1.1 * threshold / 2, tol=1e-10)  # sqrt(n_B)/(2N)
-    assert failed(hong_ling.collapse_measurements(wrong.z, 5, 5, True, "half the threshold"))
+    assert failed(groups.collapse_measurements(wrong.z, 5, 5, True, "half the threshold"))
 
 
 def test_hong_ling_rejects_the_wrong_convention() -> None:
@@ -196,7 +197,7 @@ def test_hong_ling_rejects_the_wrong_convention() -> None:
     lambda_w, lambda_h = hong_ling.penalties(lam, "plain")  # the plain split, in a "half" model
     problem = RegularizedUFM(counts, 12, lambda_w=lambda_w, lambda_h=lambda_h, convention="half")
     res = solve(problem, "fast", seed=0, tol=1e-12, relative=True, grad_tol=1e-9, max_iter=50_000)
-    labels = failed(hong_ling.collapse_measurements(problem.classifier(res.x), 5, 5, True, "c"))
+    labels = failed(groups.collapse_measurements(problem.classifier(res.x), 5, 5, True, "c"))
     assert labels == ["c: minority spread (collapsed)"]
 
 
