@@ -34,7 +34,8 @@ GRAD_TOL = 1e-9
 # Feature distance to Theorem 1's minimizer, relative to sqrt(E_H). A per-sample Frank-Wolfe gap
 # g_i bounds it: CE grows quadratically around h* in the feasible ball, with the Lagrangian's
 # modulus mu = ||grad CE(h*)|| / (2 ||h*||), so ||h_i - h*|| <= sqrt(N g_i / mu); g_i is
-# measured, not assumed, and is floored by rounding at ~1e-19, which gives ~1e-7.
+# measured, not assumed. Its rounding error (8 eps of its terms, added to keep the radius an
+# upper bound) floors the radius at ~sqrt(32 eps) ~ 1e-7 whatever K and N: a factor 8 margin.
 FEATURE_CE = 1e-6
 # Dot regression grows only quartically in the angle to w*_k (flat orthogonally to w*_k):
 # ||h - h*||^2 <= 2 sqrt(E_H/E_W) sqrt(2 c DR_i), and DR_i <= N f. At f = DR_TARGET and
