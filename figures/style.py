@@ -150,18 +150,9 @@ def subplots_with_legend_row(
 
 
 def label_panels(axes: Sequence[Axes], start: str = "a") -> None:
-    """Bold panel letters (a, b, ...) at the top-left corner, outside each axes."""
+    """Bold panel letters (a, b, ...) as left-aligned titles; keep centred titles short."""
     for i, ax in enumerate(axes):
-        ax.text(
-            -0.02,
-            1.02,
-            chr(ord(start) + i),
-            transform=ax.transAxes,
-            ha="right",
-            va="bottom",
-            fontsize=9,
-            fontweight="bold",
-        )
+        ax.set_title(chr(ord(start) + i), loc="left", fontweight="bold", fontsize=9)
 
 
 def add_caption(fig: Figure, text: str) -> None:
