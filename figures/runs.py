@@ -29,6 +29,7 @@ __all__ = [
     "UfmRun",
     "detect_kind",
     "load_deep_run",
+    "load_geometry",
     "load_ufm_run",
 ]
 
@@ -130,7 +131,8 @@ def _load_history(path: Path) -> dict[str, dict[str, np.ndarray]]:
     return {name: {k: np.asarray(v) for k, v in s.items()} for name, s in out.items()}
 
 
-def _load_geometry(path: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def load_geometry(path: Path, names: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Cosine matrices and norms per configuration from geometry.npz."""
     with np.load(_require(path / "geometry.npz", _GEOMETRY_WHAT)) as data:
         arrays = {key: data[key] for key in data.files}
     out: dict[str, dict[str, np.ndarray]] = {}
@@ -157,7 +159,7 @@ def load_ufm_run(path: str | Path, *, geometry: bool = True) -> UfmRun:
         history=_load_history(path),
     )
     if geometry:
-        run.geometry = _load_geometry(path, run.names)
+        run.geometry = load_geometry(path, run.names)
     return run
 
 

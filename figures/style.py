@@ -87,6 +87,7 @@ _RC = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,
+    "axes.axisbelow": True,  # grid under bars and lines
     "grid.color": "#DDDDDD",
     "grid.linewidth": 0.5,
     "axes.linewidth": 0.6,

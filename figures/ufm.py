@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from figures.heatmaps import draw_matrix
-from figures.runs import UfmRun, load_ufm_run
+from figures.runs import UfmRun, load_geometry, load_ufm_run
 from figures.style import (
     CONFIG_STYLE,
     WIDTH_DOUBLE,
@@ -164,9 +164,14 @@ def plot_geometry(run: UfmRun) -> Figure:
 
 
 def draw_ufm_run(run_dir: str | Path, out: str | Path | None = None) -> list[Path]:
-    """Every figure of a ufm.simulate run folder, into `out` (default <run_dir>/figures)."""
-    run = load_ufm_run(run_dir)
+    """Every figure of a ufm.simulate run folder, into `out` (default <run_dir>/figures).
+
+    The convergence figure needs summary.json and history.csv, the heatmaps geometry.npz too;
+    a folder without geometry.npz (older runs) gets the first and then a FigureDataError.
+    """
+    run = load_ufm_run(run_dir, geometry=False)
     out_dir = Path(out) if out is not None else Path(run_dir) / "figures"
     paths = save_figure(plot_convergence(run), out_dir, "ufm_convergence")
+    run.geometry = load_geometry(run.path, run.names)
     paths += save_figure(plot_geometry(run), out_dir, "ufm_geometry")
     return paths

@@ -1,0 +1,120 @@
+"""`python -m figures`: every figure, from saved run folders and cached theory sweeps.
+
+    python -m figures runs/ufm/<run>                  # -> runs/ufm/<run>/figures/
+    python -m figures runs/deep/<run>                 # -> runs/deep/<run>/figures/
+    python -m figures runs/deep/<a> runs/deep/<b>     # compared -> runs/compare/<a>_vs_<b>/
+    python -m figures --sweep minority-collapse       # computed once, cached in runs/sweeps/
+    python -m figures --sweep all --out paper/figs    # every sweep into one folder
+
+The kind of each run folder is read from the files it holds. A folder that lacks what a
+figure needs gives one line on stderr and exit status 2; nothing is half-written (every file
+is written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from figures.runs import FigureDataError, detect_kind
+from figures.sweeps import SIZES, SWEEPS, run_sweep
+from figures.training import compare_folder, draw_deep_run, draw_training_runs
+from figures.ufm import draw_ufm_run
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m figures",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="sweeps: "
+        + "; ".join(f"{name} ({sweep.description})" for name, sweep in SWEEPS.items()),
+    )
+    p.add_argument("runs", nargs="*", type=Path, help="run folders (ufm.simulate or deep.train)")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        choices=[*SWEEPS, "all"],
+        help="compute (or read from the cache) and draw a sweep; repeat for several",
+    )
+    p.add_argument("--out", type=Path, default=None, help="folder for the figures")
+    p.add_argument("--size", choices=SIZES, default="default", help="sweep size")
+    p.add_argument("--recompute", action="store_true", help="ignore cached sweep results")
+    p.add_argument(
+        "--cache-dir", type=Path, default=Path("runs/sweeps"), help="where sweeps are cached"
+    )
+    return p
+
+
+def _subfolder(out: Path | None, name: str, several: bool) -> Path | None:
+    """`out` itself for one target, out/<name> when several share it."""
+    if out is None:
+        return None
+    return out / name if several else out
+
+
+def _draw_runs(runs: Sequence[Path], out: Path | None, sweeps: int) -> list[Path]:
+    kinds = {run: detect_kind(run) for run in runs}
+    ufm_runs = [r for r in runs if kinds[r] == "ufm"]
+    deep_runs = [r for r in runs if kinds[r] == "deep"]
+    several = len(ufm_runs) + bool(deep_runs) + sweeps > 1  # targets sharing --out
+    paths: list[Path] = []
+    for run in ufm_runs:
+        paths += draw_ufm_run(run, _subfolder(out, run.name, several))
+    if len(deep_runs) == 1:
+        paths += draw_deep_run(deep_runs[0], _subfolder(out, deep_runs[0].name, several))
+    elif deep_runs:
+        target = _subfolder(out, "training", several) or compare_folder(deep_runs)
+        paths += draw_training_runs(deep_runs, target)
+    return paths
+
+
+def _sweep_names(names: Sequence[str]) -> list[str]:
+    return list(SWEEPS) if "all" in names else list(dict.fromkeys(names))
+
+
+def _draw_sweeps(chosen: Sequence[str], args: argparse.Namespace, several: bool) -> list[Path]:
+    paths: list[Path] = []
+    for name in chosen:
+        paths += run_sweep(
+            name,
+            size=args.size,
+            cache_dir=args.cache_dir,
+            out=_subfolder(args.out, name, several),
+            recompute=args.recompute,
+            echo=lambda line, name=name: print(f"{name}: {line}", flush=True),
+        )
+    return paths
+
+
+def _report(paths: Sequence[Path]) -> None:
+    for folder in dict.fromkeys(p.parent for p in paths):
+        names = sorted({p.stem for p in paths if p.parent == folder})
+        print(f"{folder}: {', '.join(names)} (png, pdf)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.runs and not args.sweep:
+        _parser().print_usage(sys.stderr)
+        print("error: give run folders and/or --sweep NAME", file=sys.stderr)
+        return 2
+    sweeps = _sweep_names(args.sweep)
+    several = len(sweeps) + len(args.runs) > 1
+    try:
+        paths = _draw_runs(args.runs, args.out, len(sweeps))
+        paths += _draw_sweeps(sweeps, args, several)
+    except (FigureDataError, FileNotFoundError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _report(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
