@@ -29,7 +29,7 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m figures",
-        description=__doc__.split("\n\n")[0],
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sweeps: "
         + "; ".join(f"{name} ({sweep.description})" for name, sweep in SWEEPS.items()),

@@ -221,14 +221,13 @@ def _learnable(ax: Axes, data: dict[str, Any], key: str, transform: Any = None) 
     )
 
 
-def _etf(ax: Axes, data: dict[str, Any], key: str, transform: Any = None) -> None:
+def _etf(ax: Axes, data: dict[str, Any], key: str) -> None:
     """The fixed ETF: -1/(K-1) for every ratio, and (class means) its gradient-descent markers."""
-    f = transform or (lambda v: np.asarray(v))
     k = data["classes"]
     ratios = data["line"]["ratio"]
     ax.plot(
         ratios,
-        f(np.full(len(ratios), -1 / (k - 1))),
+        np.full(len(ratios), -1 / (k - 1)),
         color=_ETF["color"],
         label="fixed ETF, Theorem 1",
     )
@@ -238,7 +237,7 @@ def _etf(ax: Axes, data: dict[str, Any], key: str, transform: Any = None) -> Non
         style, marks = CONFIG_STYLE[name], data["markers"][name]
         ax.plot(
             marks["ratio"],
-            f(marks[key]),
+            marks[key],
             ls="none",
             marker=style["marker"],
             mfc="white",

@@ -13,7 +13,8 @@ stored as fractions and drawn in percent.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import cycle
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +96,14 @@ def _setting(runs: Sequence[DeepRun]) -> str:
     if len(settings) != 1:
         return "several data settings"
     dataset, profile, ratio = settings.pop()
-    return f"{dataset}, {profile} profile, imbalance {ratio:g}"
+    ratio_text = f", imbalance {ratio:g}" if isinstance(ratio, int | float) else ""
+    return f"{dataset or 'unknown data'}, {profile} profile{ratio_text}"
+
+
+def _series(runs: Sequence[DeepRun], labels: list[str]) -> Iterator[tuple[DeepRun, str, str, str]]:
+    """(run, label, colour, marker) for each run; colours and markers cycle past eight runs."""
+    colors = series_colors(len(runs))
+    return zip(runs, labels, colors, cycle(MARKERS), strict=False)
 
 
 def _epochs_with(run: DeepRun, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -105,7 +113,9 @@ def _epochs_with(run: DeepRun, column: str) -> tuple[np.ndarray, np.ndarray]:
     return x[keep], y[keep]
 
 
-def _accuracy_curve(ax: Axes, run: DeepRun, column: str, color: str, marker: str, label: str):
+def _accuracy_curve(
+    ax: Axes, run: DeepRun, column: str, color: str, marker: str, label: str
+) -> None:
     x, y = _epochs_with(run, column)
     ax.plot(x, 100 * y, color=color, marker=marker, ms=3, label=label)
 
@@ -117,13 +127,10 @@ def plot_accuracy(runs: Sequence[DeepRun]) -> Figure:
     axes, legend_ax = subplots_with_legend_row(fig, 1, 2)
     ax_all, ax_tail = axes[0]
     labels = _labels(runs)
-    for run, label, color, marker in zip(
-        runs, labels, series_colors(len(runs)), MARKERS, strict=False
-    ):
+    for run, label, color, marker in _series(runs, labels):
         best, last = run.summary.get("best_test_acc"), run.summary.get("last_test_acc")
-        text = (
-            f"{label}: best {100 * best:.1f}%, last {100 * last:.1f}%" if best and last else label
-        )
+        known = best is not None and last is not None
+        text = f"{label}: best {100 * best:.1f}%, last {100 * last:.1f}%" if known else label
         _accuracy_curve(ax_all, run, "test_acc", color, marker, text)
         if "tail_acc" in run.columns:
             _accuracy_curve(ax_tail, run, "tail_acc", color, marker, text)
@@ -154,9 +161,7 @@ def _accuracy_caption(runs: Sequence[DeepRun], labels: list[str]) -> str:
 
 
 def _nc_panel(ax: Axes, runs: Sequence[DeepRun], column: str, labels: list[str]) -> None:
-    for run, label, color, marker in zip(
-        runs, labels, series_colors(len(runs)), MARKERS, strict=False
-    ):
+    for run, label, color, marker in _series(runs, labels):
         x, y = _epochs_with(run, column)
         ax.plot(x, np.maximum(y, 1e-12), color=color, marker=marker, ms=3.5, label=label)
     ax.set_yscale("log")
@@ -164,9 +169,7 @@ def _nc_panel(ax: Axes, runs: Sequence[DeepRun], column: str, labels: list[str])
 
 
 def _minority_panel(ax: Axes, runs: Sequence[DeepRun], labels: list[str]) -> None:
-    for run, label, color, marker in zip(
-        runs, labels, series_colors(len(runs)), MARKERS, strict=False
-    ):
+    for run, label, color, marker in _series(runs, labels):
         x, y = _epochs_with(run, "minority_cosine_w")
         ax.plot(x, y, color=color, marker=marker, ms=3.5, label=label)
         if "minority_cosine_h" in run.columns:
