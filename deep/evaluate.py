@@ -6,26 +6,46 @@ The NC metrics are those of `ufm.metrics.nc_metrics`, computed on the features o
 training subset in eval mode without augmentation, with the head's classifier W (and b).
 
 The evaluated network is an eval-mode copy with BatchNorm folded into the convolutions
-(exact, and a memory pass per layer cheaper).
+(exact, and a memory pass per layer cheaper), kept across epochs and refreshed in place, so
+that with run.compile its compiled form is built once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from deep.augment import Normalizer, eval_batches
 from deep.heads import Head
+from deep.models import fold_batchnorm
+from deep.network import Network
 from ufm.metrics import nc_metrics
 
-__all__ = ["accuracy_from_counts", "class_correct", "forward_all", "nc_report"]
+__all__ = ["EvalNetwork", "accuracy_from_counts", "class_correct", "forward_all", "nc_report"]
+
+
+class EvalNetwork:
+    """The eval-mode, BatchNorm-folded copy of a network that evaluation runs.
+
+    `run` is the copy itself or, with `compile`, its torch.compile form; `refresh` writes the
+    current weights into the same tensors, so the compiled form stays valid.
+    """
+
+    def __init__(self, net: Network, compile: bool = False) -> None:
+        self.module: Network = fold_batchnorm(net)
+        self.run: Callable[[Tensor], tuple[Tensor, Tensor]] = (
+            torch.compile(self.module) if compile else self.module
+        )
+
+    def refresh(self, net: Network) -> None:
+        self.module.load_state_dict(fold_batchnorm(net).state_dict())
 
 
 @torch.inference_mode()
 def forward_all(
-    net: nn.Module,
+    net: Callable[[Tensor], tuple[Tensor, Tensor]],
     images: Tensor,
     normalizer: Normalizer,
     *,

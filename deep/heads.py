@@ -40,7 +40,8 @@ class Head(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         with torch.autocast(x.device.type, enabled=False):
-            return self.features_and_logits(x.float())
+            low = x.dtype in (torch.float16, torch.bfloat16)
+            return self.features_and_logits(x.float() if low else x)
 
     def features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError

@@ -21,8 +21,13 @@ from tqdm import tqdm
 from deep.augment import TrainBatch
 from deep.checkpoint import capture_rng, restore_rng, save_checkpoint
 from deep.distributed import DistInfo, all_gather_rows, all_reduce_sum
-from deep.evaluate import accuracy_from_counts, class_correct, forward_all, nc_report
-from deep.models import fold_batchnorm
+from deep.evaluate import (
+    EvalNetwork,
+    accuracy_from_counts,
+    class_correct,
+    forward_all,
+    nc_report,
+)
 from deep.report import build_summary, epoch_line, header, say
 from deep.rundir import RunFolder
 from deep.session import Session
@@ -36,17 +41,13 @@ def train(s: Session, folder: RunFolder) -> dict[str, Any]:
     started = time.perf_counter()
     if s.epoch >= s.cfg.optim.epochs:
         say(s.info, f"deep.train: {folder.path} has finished all {s.epoch} epochs already")
+        return build_summary(s, s.seconds, finished=True)
     while s.epoch < s.cfg.optim.epochs:
         row = run_epoch(s)
         s.history.append(row)
         s.epoch += 1
         say(s.info, epoch_line(s, row))
-        elapsed = s.seconds + time.perf_counter() - started
-        _save(s, folder, elapsed)
-    summary = build_summary(s, s.seconds + time.perf_counter() - started, finished=True)
-    if s.info.main:
-        folder.write_metrics(s.history)
-        folder.write_summary(summary)
+        summary = _save(s, folder, s.seconds + time.perf_counter() - started)
     say(s.info, f"deep.train: wrote {folder.path}")
     return summary
 
@@ -120,7 +121,11 @@ def train_epoch(s: Session) -> dict[str, Any]:
 def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
     """Test accuracies and, if `with_nc`, NC metrics of the training features (eval mode)."""
     start = time.perf_counter()
-    net = fold_batchnorm(s.net)
+    if s.eval_net is None:
+        s.eval_net = EvalNetwork(s.net, compile=s.cfg.run.compile)
+    else:
+        s.eval_net.refresh(s.net)
+    net = s.eval_net
     out = _test_accuracy(s, net)
     out["eval_seconds"] = time.perf_counter() - start
     if with_nc:
@@ -134,7 +139,7 @@ def _shard(n: int, info: DistInfo) -> slice:
     return slice(n * info.rank // info.world, n * (info.rank + 1) // info.world)
 
 
-def _test_accuracy(s: Session, net: torch.nn.Module) -> dict[str, Any]:
+def _test_accuracy(s: Session, net: EvalNetwork) -> dict[str, Any]:
     part = _shard(len(s.test.labels), s.info)
     _, logits = _forward(s, net, s.test.images[part])
     counts = all_reduce_sum(class_correct(logits, s.test.labels[part], s.num_classes), s.info)
@@ -143,31 +148,35 @@ def _test_accuracy(s: Session, net: torch.nn.Module) -> dict[str, Any]:
     return report | {f"acc_class_{k}": acc for k, acc in enumerate(per_class)}
 
 
-def _nc_metrics(s: Session, net: torch.nn.Module) -> dict[str, float]:
+def _nc_metrics(s: Session, net: EvalNetwork) -> dict[str, float]:
     part = _shard(len(s.train.labels), s.info)
     features, _ = _forward(s, net, s.train.images[part])
     features = all_gather_rows(features, s.info)
     if not s.info.main:
         return {}
-    return nc_report(features, s.train.labels, net.head, s.minority)
+    return nc_report(features, s.train.labels, net.module.head, s.minority)
 
 
-def _forward(s: Session, net: torch.nn.Module, images: torch.Tensor):
+def _forward(s: Session, net: EvalNetwork, images: torch.Tensor) -> tuple[Tensor, Tensor]:
     return forward_all(
-        net,
+        net.run,
         images,
         s.normalizer,
-        batch_size=s.cfg.run.eval_batch_size,
+        batch_size=s.eval_batch_size,
         amp=s.amp,
         channels_last=s.cfg.run.channels_last,
     )
 
 
-def _save(s: Session, folder: RunFolder, elapsed: float) -> None:
-    """Checkpoint (every process takes part in gathering states), then the tables, on rank 0."""
+def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
+    """Checkpoint (every process takes part in gathering states), then the tables, on rank 0.
+
+    Returns the summary of the run so far.
+    """
     rng = capture_rng(s.stream, s.info)
+    summary = build_summary(s, elapsed, finished=s.epoch >= s.cfg.optim.epochs)
     if not s.info.main:
-        return
+        return summary
     payload = {
         "epoch": s.epoch,
         "model": s.net.state_dict(),
@@ -183,7 +192,8 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> None:
     if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
         save_checkpoint(folder.epoch_checkpoint(s.epoch), payload)
     folder.write_metrics(s.history)
-    folder.write_summary(build_summary(s, elapsed, finished=s.epoch >= s.cfg.optim.epochs))
+    folder.write_summary(summary)
+    return summary
 
 
 def restore(s: Session, ckpt: dict[str, Any]) -> None:

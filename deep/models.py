@@ -77,10 +77,12 @@ class BasicBlock(nn.Module):
         self.shortcut = PadShortcut(stride, cout - cin) if reshapes else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        # In-place ReLUs: BatchNorm's backward needs its input, not its output.
+        # In place where autograd allows (BatchNorm's and a convolution's backward need their
+        # inputs, not their outputs): on a CPU each fresh activation costs page faults.
         out = F.relu(self.conv1(x), inplace=True)
         out = self.conv2(out)
-        return F.relu(out + self.shortcut(x), inplace=True)
+        out += self.shortcut(x)
+        return F.relu(out, inplace=True)
 
 
 class CifarResNet(nn.Module):

@@ -21,6 +21,7 @@ from deep.augment import Normalizer, TrainStream
 from deep.config import Config
 from deep.data import DataError, DataRequest, ImageData, load_dataset
 from deep.distributed import DistInfo
+from deep.evaluate import EvalNetwork
 from deep.longtail import class_groups, longtail_indices, minority_classes, profile_counts
 from deep.network import Network, build_network
 from deep.objectives import Objective, ObjectiveContext, build_objective
@@ -58,6 +59,7 @@ class Session:
     info: DistInfo
     device: torch.device
     amp: bool  # bf16 autocast for the backbone
+    eval_batch_size: int  # [images] per evaluation pass
     data: ImageData  # names and source of the full dataset (tensors on the CPU)
     train: Split  # the long-tailed training subset
     test: Split
@@ -76,6 +78,7 @@ class Session:
     seconds: float = 0.0  # wall time of earlier sessions of this run [s]
     train_seconds: float = 0.0  # time spent in training steps [s]
     train_images: int = 0
+    eval_net: EvalNetwork | None = None  # built at the first evaluation
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +149,7 @@ def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:
         info=info,
         device=device,
         amp=use_amp(cfg.run.amp, device),
+        eval_batch_size=cfg.run.eval_batch_size or (4096 if device.type == "cuda" else 64),
         data=data,
         train=train,
         test=test,

@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _configure_backends(session.device)
         train(session, folder)
+    except FloatingPointError as exc:  # divergence: the last good epoch stays resumable
+        print(f"deep.train: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         done = f"after epoch {session.epoch}" if session.epoch else "before the first epoch"
         print(

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from deep.config import HeadConfig
+from deep.evaluate import EvalNetwork
 from deep.heads import HEADS
 from deep.models import BACKBONES, CifarResNet, fold_batchnorm, init_weights
 from deep.network import build_network
@@ -158,3 +159,20 @@ def test_linear_head_is_learnable_with_bias() -> None:
     assert all(
         p.requires_grad and p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters()
     )
+
+
+def test_eval_network_refreshes_in_place() -> None:
+    net = build_network(
+        "resnet8", "etf", in_channels=3, num_classes=4, width=1, head_cfg=HeadConfig(), seed=0
+    ).double()
+    x = torch.randn(3, 3, 10, 10, dtype=torch.float64)
+    evaluator = EvalNetwork(net)
+    weights = [p for p in evaluator.module.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1)
+        net.train()(torch.randn(8, 3, 10, 10, dtype=torch.float64))  # new BN statistics
+    evaluator.refresh(net)
+    assert all(a is b for a, b in zip(weights, evaluator.module.parameters(), strict=True))
+    with torch.no_grad():
+        torch.testing.assert_close(evaluator.run(x)[1], net.eval()(x)[1], **TOL[torch.float64])
