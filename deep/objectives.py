@@ -6,7 +6,9 @@ weight lam, the objective is lam L(y_a) + (1 - lam) L(y_b), as in Yang et al.'s 
 
 The per-sample formulas live in `ufm.losses` (one source of truth): `ce` is cross-entropy,
 `dr` is dot regression with target sqrt(E_W E_H), `dr-balanced` is DR with the in-batch
-class-balanced weights gamma / n_k^batch of the authors' code.
+class-balanced weights gamma / n_k^batch of the authors' code. The methods of the long-tail
+literature register themselves from `deep.rebalancing` (logit adjustment, balanced softmax,
+LDAM, deferred re-weighting) and `deep.nc_regularizers` (Liu et al.'s NC1 / NC2 terms, AllNC).
 
 Objectives are modules so that a method can bring learnable parameters of its own (class
 centres of an NC regulariser, say): `param_groups()` hands them to the optimizer with their own
@@ -19,12 +21,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
+from deep.heads import Head
 from deep.registry import Registry
 from ufm.losses import Loss, get_loss
 
-__all__ = ["OBJECTIVES", "LossObjective", "Objective", "ObjectiveContext", "build_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "BatchObjective",
+    "LossObjective",
+    "Objective",
+    "ObjectiveContext",
+    "build_objective",
+    "resolve_options",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,10 @@ class ObjectiveContext:
     e_w: float = 1.0  # E_W of the head: squared norm of the classifier vectors
     e_h: float = 1.0  # E_H of the head: squared norm of the features
     options: Mapping[str, float] = field(default_factory=dict)  # method hyper-parameters
+    milestones: tuple[int, ...] = ()  # learning-rate decay epochs of the schedule [epochs]
+    seed: int = 0  # seed of the objective's own random draws (initial class centres)
+    head: Head | None = None  # the network's head, for methods that read or train through its
+    #                           classifier; held by reference, never as a submodule
 
 
 class Objective(nn.Module):
@@ -61,6 +77,25 @@ class Objective(nn.Module):
         """Called before each training epoch (0-based), also after a resume."""
 
 
+class BatchObjective(Objective):
+    """An objective defined on the whole batch: lam L(h, z, y_a) + (1 - lam) L(h, z, y_b).
+
+    For losses that couple samples (class means, contrastive terms, weighted means). They are
+    computed in float32 or wider even under autocast.
+    """
+
+    def batch_loss(self, h: Tensor, z: Tensor, y: Tensor) -> Tensor:
+        """h (B, d), z (B, K), y (B,) -> scalar."""
+        raise NotImplementedError
+
+    def forward(self, h: Tensor, z: Tensor, y_a: Tensor, y_b: Tensor, lam: float) -> Tensor:
+        with torch.autocast(h.device.type, enabled=False):
+            loss = self.batch_loss(h, z, y_a)
+            if lam == 1.0:
+                return loss
+            return lam * loss + (1.0 - lam) * self.batch_loss(h, z, y_b)
+
+
 class LossObjective(Objective):
     """A per-sample loss of the logits from `ufm.losses`, averaged over the batch."""
 
@@ -73,6 +108,17 @@ class LossObjective(Objective):
 
     def extra_repr(self) -> str:
         return repr(self.loss)
+
+
+def resolve_options(
+    name: str, options: Mapping[str, float], defaults: Mapping[str, float]
+) -> dict[str, float]:
+    """`defaults` overridden by `options`; an option the method does not take is an error."""
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        takes = ", ".join(f"{k} (default {v:g})" for k, v in defaults.items()) or "none"
+        raise ValueError(f"loss {name!r} has no option {unknown[0]!r}; its options: {takes}")
+    return {**defaults, **{k: float(v) for k, v in options.items()}}
 
 
 ObjectiveFactory = Callable[[ObjectiveContext], Objective]
@@ -95,3 +141,7 @@ for _name in ("ce", "dr", "dr-balanced"):
 def build_objective(name: str, ctx: ObjectiveContext) -> Objective:
     """The registered objective `name` for the run described by `ctx`."""
     return OBJECTIVES.get(name)(ctx)
+
+
+# The other methods register themselves on import; they need the classes above.
+from deep import nc_regularizers, rebalancing  # noqa: E402, F401

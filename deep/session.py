@@ -79,6 +79,7 @@ class Session:
     train_seconds: float = 0.0  # time spent in training steps [s]
     train_images: int = 0
     eval_net: EvalNetwork | None = None  # built at the first evaluation
+    command: list[str] = field(default_factory=list)  # the arguments the run was started with
 
     @property
     def num_classes(self) -> int:
@@ -123,6 +124,9 @@ def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:
         e_w=cfg.head.e_w,
         e_h=cfg.head.e_h,
         options=dict(cfg.loss.options),
+        milestones=tuple(cfg.optim.milestones),
+        seed=derive_seed(cfg.run.seed, "objective"),
+        head=net.head,
     )
     objective = build_objective(cfg.loss.name, ctx).to(device)
     stream = TrainStream(

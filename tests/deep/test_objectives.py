@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
+from deep.heads import LinearHead
 from deep.objectives import OBJECTIVES, ObjectiveContext, build_objective
 from tests.conftest import TOL
 from ufm.losses import batch_balanced_weights, cross_entropy, dot_regression
 
-CTX = ObjectiveContext(num_classes=4, feature_dim=6, class_counts=(40, 20, 10, 5), epochs=3)
+CTX = ObjectiveContext(
+    num_classes=4,
+    feature_dim=6,
+    class_counts=(40, 20, 10, 5),
+    epochs=3,
+    head=LinearHead(6, 4).double(),  # for objectives that read the classifier
+)
 
 
 def _batch(seed: int = 0, b: int = 9):

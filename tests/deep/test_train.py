@@ -105,8 +105,8 @@ def test_heads_and_losses_with_mixup(idx_root, tmp_path, head, loss) -> None:
     ("extra", "message"),
     [
         (["--dataset", "mnist"], "unknown dataset 'mnist'; choose one of: cifar10"),
-        (["--head", "cosine"], "unknown head 'cosine'; choose one of: etf, linear"),
-        (["--loss", "focal"], "unknown loss 'focal'; choose one of: ce, dr, dr-balanced"),
+        (["--head", "quadratic"], "unknown head 'quadratic'; choose one of: cosine, etf"),
+        (["--loss", "focal"], "unknown loss 'focal'; choose one of: allnc, balanced-softmax"),
         (["--arch", "resnet18"], "unknown backbone 'resnet18'"),
         (["--imbalance", "0.5"], "data.imbalance must be a finite ratio >= 1"),
         (
