@@ -65,17 +65,10 @@ def fetch(
 
 
 def _download(url: str, target: Path, opener: Opener, timeout: float) -> None:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
     with opener(url, timeout=timeout) as response, open(target, "wb") as out:
-        total = (
-            int(response.headers.get("Content-Length") or 0) if hasattr(response, "headers") else 0
-        )
-        with tqdm(
-            total=total or None, unit="B", unit_scale=True, desc=dest_name(url), leave=False
-        ) as bar:
+        size = int(getattr(response, "headers", {}).get("Content-Length") or 0)  # [bytes]
+        with tqdm(total=size or None, unit="B", unit_scale=True, desc=name, leave=False) as bar:
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 bar.update(len(chunk))
-
-
-def dest_name(url: str) -> str:
-    return url.rstrip("/").rsplit("/", 1)[-1]

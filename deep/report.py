@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +57,27 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
 def _environment(s: Session) -> dict[str, Any]:
     return {
         "device": str(s.device),
-        "device_name": torch.cuda.get_device_name(s.device)
-        if s.device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": _device_name(s.device),
         "world_size": s.info.world,
         "amp": "bf16" if s.amp else "off",
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "code_version": _git_version(),
-        "command": " ".join(sys.argv),
+        "command": " ".join(["python", "-m", "deep.train", *s.command]),
     }
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _git_version() -> str | None:

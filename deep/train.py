@@ -165,6 +165,7 @@ def _resume_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     info = DistInfo()
     try:
@@ -175,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         info, device = init_distributed(cfg.run.device)
         say(info, f"deep.train: {note}" if note else None)
         session = build_session(cfg, info, device)
+        session.command = argv
         folder = _open_folder(session, resume=bool(args.resume))
     except ValueError as exc:  # ConfigError, DataError and every rejected value
         print(f"deep.train: error: {exc}", file=sys.stderr)
