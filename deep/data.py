@@ -22,9 +22,11 @@ import struct
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,7 +93,12 @@ def load_dataset(name: str, request: DataRequest) -> ImageData:
     return DATASETS.get(name)(request)
 
 
-def _as_image_data(name, classes, train, test, source) -> ImageData:
+Arrays = tuple[np.ndarray, np.ndarray]  # images (N, H, W, C) uint8, labels (N,)
+
+
+def _as_image_data(
+    name: str, classes: Sequence[str], train: Arrays, test: Arrays, source: object
+) -> ImageData:
     to_t = torch.from_numpy
     return ImageData(
         name,
@@ -509,7 +516,7 @@ def _class_files(split_root: Path, classes: list[str]) -> tuple[list[Path], list
     return paths, labels
 
 
-def _read_image(image_module, path: Path):
+def _read_image(image_module: ModuleType, path: Path) -> Any:  # a loaded PIL image
     try:
         with image_module.open(path) as im:
             im.load()
@@ -532,7 +539,7 @@ def _common_size(images: dict, image_size: int | None) -> tuple[int, int]:
     return sizes.pop()
 
 
-def _to_array(image, mode: str, size: tuple[int, int]) -> np.ndarray:
+def _to_array(image: Any, mode: str, size: tuple[int, int]) -> np.ndarray:
     image = image.convert(mode)
     if image.size != size:
         image = image.resize(size)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor, nn
 
 from deep.heads import HEADS, Head
 from deep.models import BACKBONES, init_weights
+
+if TYPE_CHECKING:
+    from deep.config import HeadConfig
 
 __all__ = ["Network", "build_network"]
 
@@ -24,7 +29,14 @@ class Network(nn.Module):
 
 
 def build_network(
-    arch: str, head: str, *, in_channels: int, num_classes: int, width: int, head_cfg, seed: int
+    arch: str,
+    head: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    width: int,
+    head_cfg: HeadConfig,
+    seed: int,
 ) -> Network:
     """Build the registered backbone `arch` and head `head`, initialised from `seed` on the CPU.
 
@@ -37,7 +49,9 @@ def build_network(
     return net
 
 
-def _construct(arch, head, in_channels, num_classes, width, head_cfg) -> Network:
+def _construct(
+    arch: str, head: str, in_channels: int, num_classes: int, width: int, head_cfg: HeadConfig
+) -> Network:
     backbone = BACKBONES.get(arch)(in_channels=in_channels, width=width)
     dim = backbone.feature_dim
     try:
