@@ -349,6 +349,8 @@ def runs_csv(records: Sequence[Record]) -> str:
         row = {**dataclasses.asdict(r.cell), "status": r.status, "note": r.note}
         row["epochs_done"], row["epochs"] = summary.get("epochs_done"), summary.get("epochs")
         row |= {m: _value(summary, m) for m in METRICS}
+        row["seconds"] = summary.get("seconds")
+        row["code_version"] = summary.get("environment", {}).get("code_version")
         rows.append(row)
     return _csv(rows)
 
@@ -386,6 +388,8 @@ def run_cells(plan: Plan, in_process: bool = False) -> tuple[list[Cell], bool]:
     failed: list[Cell] = []
     for cell in plan.cells():
         record = inspect_cell(plan, cell)
+        if record.status == "conflict":
+            print(f"deep.table: {cell.name}: skipped, the folder {record.note}", file=sys.stderr)
         if record.status in ("finished", "conflict"):
             continue
         command = plan.command(cell)
