@@ -7,4 +7,8 @@ losses and the NC metrics come from `ufm`; this package holds the data, the netw
 training loop. Every variant (dataset, backbone, head, objective) is registered by name:
 
     python -m deep.train --dataset cifar10 --imbalance 100 --head etf --loss dr
+
+The methods of the long-tail literature (logit adjustment, balanced softmax, LDAM-DRW, the NC
+regularizers of Liu et al., AllNC) are registered objectives too; `deep.methods` names them and
+`python -m deep.table` runs every dataset x imbalance x method x seed and tabulates the results.
 """
