@@ -187,6 +187,8 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
         "seconds": elapsed,
         "train_seconds": s.train_seconds,
         "train_images": s.train_images,
+        # The learning rate is a function of the step; the step count pins the data too.
+        "schedule": {"step": s.global_step, "steps_per_epoch": s.stream.steps_per_epoch},
     }
     save_checkpoint(folder.last_checkpoint, payload)
     if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
@@ -197,6 +199,13 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
 
 
 def restore(s: Session, ckpt: dict[str, Any]) -> None:
+    """Put a checkpoint's state into a freshly built Session of the same config."""
+    steps = ckpt["schedule"]["steps_per_epoch"]
+    if steps != s.stream.steps_per_epoch:
+        raise ValueError(
+            f"the checkpoint has {steps} steps per epoch, the data now gives "
+            f"{s.stream.steps_per_epoch}: the dataset's files changed since the run started"
+        )
     s.net.load_state_dict(ckpt["model"])
     s.objective.load_state_dict(ckpt["objective"])
     s.optimizer.load_state_dict(ckpt["optimizer"])

@@ -247,6 +247,15 @@ def test_resume_takes_no_other_options_and_finished_runs_stay(idx_root, tmp_path
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
 
 
+def test_resume_notices_changed_data(tmp_path, capsys) -> None:
+    root = fakes.write_idx_dataset(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(_args("fashion-mnist", root, out, "--epochs", "1")) == 0
+    fakes.write_idx_dataset(root, per_class=30)
+    assert main(["--resume", str(out)]) == 2
+    assert "the dataset's files changed" in capsys.readouterr().err
+
+
 def test_print_config(capsys) -> None:
     assert main(["--preset", "paper", "--dataset", "cifar100", "--print-config"]) == 0
     text = capsys.readouterr().out
