@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from proofs_checks.minority_collapse import collapse_ratio, minority_state
-from proofs_checks.registry import all_checks, torch_threads
+from proofs_checks.registry import all_checks
 from proofs_checks.tolerances import CERTIFIED_GAP
 from ufm.convex import (
     ConvexResult,
@@ -34,6 +34,7 @@ from ufm.convex import (
     solve_regularized_convex,
 )
 from ufm.imbalance import exponential_counts, step_counts
+from ufm.runtime import torch_threads
 from ufm.theory import hong_ling_threshold
 
 __all__ = ["bench_certificates", "bench_suite", "main"]

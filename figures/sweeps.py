@@ -19,20 +19,19 @@ than several for K x K matrices and keeps the sweep's time steady on a busy mach
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from matplotlib.figure import Figure
 
 from figures import geometry, hong_ling, minority, seli
 from figures.cache import cached_results
 from figures.style import save_figure
+from ufm.runtime import torch_threads
 
-__all__ = ["SIZES", "SWEEPS", "Sweep", "run_sweep", "single_thread"]
+__all__ = ["SIZES", "SWEEPS", "Sweep", "run_sweep"]
 
 Params = dict[str, Any]
 Results = dict[str, Any]
@@ -63,17 +62,6 @@ SWEEPS: dict[str, Sweep] = {
 SIZES = ("default", "small")
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """torch with one intra-op thread for the duration; the previous count is restored."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def sweep_folder(name: str, size: str, cache_dir: str | Path) -> Path:
     """runs/sweeps/<name> for the default size, runs/sweeps/<name>-<size> otherwise."""
     return Path(cache_dir) / (name if size == "default" else f"{name}-{size}")
@@ -96,7 +84,7 @@ def run_sweep(
     sweep = SWEEPS[name]
     params = sweep.sizes[size]
     folder = sweep_folder(name, size, cache_dir)
-    with single_thread():
+    with torch_threads(1):
         results = cached_results(folder, params, sweep.compute, recompute=recompute, echo=echo)
     out_dir = Path(out) if out is not None else folder / "figures"
     paths: list[Path] = []

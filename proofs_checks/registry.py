@@ -23,12 +23,11 @@ import importlib
 import math
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
+from ufm.runtime import torch_threads
 
 __all__ = [
     "CHECKS",
@@ -42,7 +41,6 @@ __all__ = [
     "all_checks",
     "get_check",
     "register",
-    "torch_threads",
 ]
 
 Size = Literal["full", "small"]
@@ -201,22 +199,6 @@ class Check:
             )
         seconds = time.perf_counter() - start
         return CheckReport(self.name, self.statement, self.source, size, result, seconds)
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op thread count inside the block, restoring it after (None: no change)."""
-    if threads is None:
-        yield
-        return
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 CHECKS: dict[str, Check] = {}

@@ -1,13 +1,16 @@
 """Shared test settings: tolerances per dtype (the only place they live), hypothesis profiles,
-and the GPU skip."""
+one torch thread, and the GPU skip."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
+
+from ufm.runtime import torch_threads
 
 # Tolerances for comparing two computations of the same quantity, per dtype.
 TOL = {
@@ -37,6 +40,13 @@ def close(
     a_t = torch.as_tensor(a, dtype=torch.float64)
     b_t = torch.as_tensor(b, dtype=torch.float64)
     return bool(torch.allclose(a_t, b_t, atol=tol["atol"] * scale, rtol=tol["rtol"] * scale))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread() -> Iterator[None]:
+    """The tests' tensors are small: on a loaded machine a second thread only waits at barriers."""
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -31,15 +31,3 @@ def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def folder_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return fakes.write_folder_dataset(tmp_path_factory.mktemp("folder"), per_class=16)
-
-
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    """One intra-op thread for these small tensors: on a loaded machine a second thread spends
-    its time waiting at barriers. Restored after the session."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -18,8 +18,8 @@ from proofs_checks.registry import (
     all_checks,
     get_check,
     register,
-    torch_threads,
 )
+from ufm.runtime import torch_threads
 
 JSON_KEYS = {"name", "source", "passed", "max_error", "tolerance", "seconds", "details"}
 
