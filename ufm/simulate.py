@@ -40,6 +40,7 @@ from ufm.io import (
 from ufm.losses import LOSSES
 from ufm.metrics import class_means, nc_metrics, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel, Problem, Vars
+from ufm.runtime import torch_threads
 from ufm.solvers import SOLVERS, solve
 
 __all__ = [
@@ -80,6 +81,7 @@ class SimulateConfig:
     max_iter: int = 20_000  # per configuration
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", or "auto"
     dtype: str = "float64"
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
     out: str | None = None  # run folder; default runs/ufm/<timestamp>
     figures: bool = True  # draw the run's figures at the end
     counts: list[int] = field(default_factory=list, repr=False)  # filled from the profile
@@ -101,6 +103,8 @@ class SimulateConfig:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a finite number > 0, got {value!r}"
                 )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_iter < 1:
             raise ValueError(f"--max-iter must be >= 1, got {self.max_iter}")
         if self.dim < self.classes - 1:
@@ -285,7 +289,8 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     runs, rows, geometry = [], [], {}
     for classifier in cfg.classifiers:
         for loss in cfg.losses:
-            entry, hist, geo = run_configuration(cfg, profile, classifier, loss, device)
+            with torch_threads(cfg.threads):
+                entry, hist, geo = run_configuration(cfg, profile, classifier, loss, device)
             runs.append(entry)
             name = f"{classifier}+{loss}"
             geometry |= {f"{name}.{key}": value for key, value in geo.items()}
@@ -368,6 +373,12 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
     p.add_argument("--max-iter", type=int, default=d.max_iter)
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto")
     p.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; 1 is faster on a loaded machine)",
+    )
     p.add_argument("--out", default=None, help="run folder (default runs/ufm/<timestamp>)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the run's figures")
     a = p.parse_args(argv)
@@ -389,6 +400,7 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
         max_iter=a.max_iter,
         device=a.device,
         dtype=a.dtype,
+        threads=a.threads,
         out=a.out,
         figures=not a.no_figures,
     )
