@@ -6,11 +6,14 @@ of the penalty composed with the projection onto its feasible set (`prox`).
 - "pgd": plain proximal / projected gradient x+ = prox(x - t grad f(x)) with Armijo backtracking
   (the step only shrinks). The reference method of the neural-collapse literature.
 - "fast": accelerated proximal gradient (Nesterov / FISTA, Beck & Teboulle 2009) with
-  (i) a step that shrinks on a failed sufficient-decrease test and grows by `grow` after every
-  accepted one, so it follows the local curvature instead of a global bound, and (ii) function- and
-  gradient-based adaptive restart (O'Donoghue & Candès 2015), which keeps it monotone and
-  recovers linear convergence near strongly convex minima. On the DR problems, whose objective is
-  flat orthogonally to w*_k, the growing step lets the projection do the alignment.
+  (i) a step that shrinks on a failed sufficient-decrease test and grows by `grow` (1.2) after
+  every accepted one, capped by the inverse of the curvature just measured, so it follows the
+  local curvature instead of a global bound; (ii) function- and gradient-based adaptive restart
+  (O'Donoghue & Candès 2015), which keeps it monotone; (iii) the problem's own preconditioning
+  where it has one (class-averaged feature budgets: every sample's curvature made independent
+  of its class count); (iv) float32 iterations while float32 suffices, then float64, without
+  losing the momentum. On the DR problems, whose objective is flat orthogonally to w*_k, the
+  growing step lets the projection do the alignment.
 
 Both start from `problem.random_start(seed)` (never from the answer), compute in the problem's
 dtype and device, and stop when every criterion given holds: the gap to `target` (a known or
@@ -249,7 +252,7 @@ def accelerated_gradient(
     relative: bool = False,
     grad_tol: float | None = None,
     callback: Callable[[int, float], None] | None = None,
-    grow: float = 1.5,
+    grow: float = 1.2,
     precondition: bool = True,
     float32_warmup: bool = True,
 ) -> SolveResult:
