@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from deep.atomic import atomic_path
 from deep.augment import TrainStream
 from deep.distributed import DistInfo, gather_objects
+from ufm.io import atomic_path
 
 __all__ = ["FORMAT", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from deep.fetch import DataError, fetch, md5_of_bytes, md5_of_file
-from deep.registry import Registry
+from ufm.registry import Registry
 
 __all__ = [
     "CIFAR10",

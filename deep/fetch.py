@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
-from deep.atomic import atomic_path
+from ufm.io import atomic_path
 
 __all__ = ["DataError", "fetch", "md5_of_bytes", "md5_of_file"]
 

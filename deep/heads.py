@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deep.registry import Registry
 from ufm.etf import simplex_etf
+from ufm.registry import Registry
 
 if TYPE_CHECKING:
     from deep.config import HeadConfig

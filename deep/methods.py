@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from deep.registry import Registry
+from ufm.registry import Registry
 
 __all__ = ["METHODS", "ORDER", "Method"]
 

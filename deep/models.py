@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from deep.registry import Registry
+from ufm.registry import Registry
 
 __all__ = [
     "BACKBONES",

@@ -25,8 +25,8 @@ import torch
 from torch import Tensor, nn
 
 from deep.heads import Head
-from deep.registry import Registry
 from ufm.losses import Loss, get_loss
+from ufm.registry import Registry
 
 __all__ = [
     "OBJECTIVES",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch
 from deep.distributed import DistInfo
 from deep.rundir import RunFolder
 from deep.session import Session
+from ufm.io import code_commit
 
 __all__ = ["build_summary", "epoch_line", "header", "say"]
 
@@ -63,7 +63,7 @@ def _environment(s: Session) -> dict[str, Any]:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "code_version": _git_version(),
+        "code_version": code_commit(),
         "command": " ".join(["python", "-m", "deep.train", *s.command]),
     }
 
@@ -78,29 +78,6 @@ def _device_name(device: torch.device) -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _git_version() -> str | None:
-    """The commit of the code that ran, with '+dirty' if it had uncommitted changes."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--", "deep", "ufm"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("+dirty" if dirty else "")
 
 
 def header(s: Session, folder: RunFolder) -> str:

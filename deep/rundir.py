@@ -16,8 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deep.atomic import atomic_write_text
 from deep.config import Config, config_to_yaml
+from ufm.io import atomic_write_text
 
 __all__ = ["RunFolder", "metrics_csv"]
 

@@ -37,10 +37,10 @@ from typing import Any
 
 import yaml
 
-from deep.atomic import atomic_write_text
 from deep.config import PRESETS, Config, auto_preset, config_from_dict, flatten
 from deep.methods import METHODS, ORDER
 from deep.rundir import RunFolder
+from ufm.io import atomic_write_text
 
 __all__ = [
     "METRICS",

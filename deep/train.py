@@ -10,8 +10,9 @@
 Each epoch trains on the whole subset, evaluates top-1 accuracy on the test set (overall, per
 class, head / medium / tail) and, every run.nc_every epochs and after the last, the NC metrics of
 the training features. The run folder (deep.rundir) gets the config, a CSV row per epoch, a
-summary and a checkpoint, each written atomically. Bad input exits with status 2 and one
-message before anything is written.
+summary and a checkpoint, each written atomically; at the end the run's figures are drawn into
+<run>/figures (--no-figures skips them). Bad input exits with status 2 and one message before
+anything is written.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", help="bf16 autocast: auto, bf16 or off")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--no-figures", action="store_true", help="do not draw the run's figures at the end"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
 
@@ -197,7 +201,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutdown(info)
+    if info.main and not args.no_figures:
+        _draw_figures(folder.path)
     return 0
+
+
+def _draw_figures(run_dir: Path) -> None:
+    """The run's figures into <run>/figures; a figure that cannot be drawn costs no result."""
+    try:
+        from figures.runs import FigureDataError
+        from figures.training import draw_deep_run
+    except ImportError:  # figures/ is optional for training
+        return
+    try:
+        paths = draw_deep_run(run_dir)
+    except FigureDataError as exc:
+        print(f"deep.train: figures not drawn: {exc}", file=sys.stderr)
+        return
+    print(f"figures: {run_dir / 'figures'} ({len(paths)} files)")
 
 
 def _configure_backends(device: torch.device) -> None:

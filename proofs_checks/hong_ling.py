@@ -39,12 +39,11 @@ from torch import Tensor
 from proofs_checks.groups import collapse_measurements, group_spread
 from proofs_checks.minority_collapse import minority_probabilities
 from proofs_checks.registry import CheckResult, Measurement, Size, register
+from proofs_checks.regularized_imbalance import convex_bracket
 from proofs_checks.tolerances import (
-    BRACKET,
     CERTIFIED_GAP,
     COLLAPSED,
     GRAD_TOL,
-    NONCONVEX_GAP,
     SOLUTION,
 )
 from ufm.convex import ConvexResult, solve_regularized_convex
@@ -125,19 +124,9 @@ def _gradient_descent(
         problem, "fast", seed=7, tol=1e-13, relative=True, grad_tol=GRAD_TOL, max_iter=50_000
     )
     w = problem.classifier(res.x)
-    scale = abs(cert.lower_bound)
     gram = predicted_gram(cert, counts, lambda_w, lambda_h)
     ms = [
-        Measurement(
-            f"{tag}: below the convex bound",
-            max(cert.lower_bound - res.objective, 0.0) / scale,
-            BRACKET,
-        ),
-        Measurement(
-            f"{tag}: above the convex bound",
-            max(res.objective - cert.lower_bound, 0.0) / scale,
-            NONCONVEX_GAP,
-        ),
+        *convex_bracket(res.objective, cert.lower_bound, tag),
         Measurement(
             f"{tag}: W W^T vs convex prediction",
             float(torch.linalg.matrix_norm(w @ w.T - gram) / torch.linalg.matrix_norm(gram)),

@@ -67,17 +67,17 @@ def _certificate(problem: RegularizedUFM) -> ConvexResult:
     return solve_regularized_convex(problem.counts, problem.lam, bias_penalty, tol=CERTIFIED_GAP)
 
 
-def _global(res: SolveResult, cert: ConvexResult, tag: str) -> list[Measurement]:
-    scale = abs(cert.lower_bound)
+def convex_bracket(objective: float, lower_bound: float, tag: str) -> list[Measurement]:
+    """A non-convex solver's value against the certified convex lower bound: never below it
+    (beyond rounding), and above it by at most NONCONVEX_GAP (relative)."""
+    scale = abs(lower_bound)
     return [
         Measurement(
-            f"{tag}: below the convex bound",
-            max(cert.lower_bound - res.objective, 0.0) / scale,
-            BRACKET,
+            f"{tag}: below the convex bound", max(lower_bound - objective, 0.0) / scale, BRACKET
         ),
         Measurement(
             f"{tag}: above the convex bound",
-            max(res.objective - cert.lower_bound, 0.0) / scale,
+            max(objective - lower_bound, 0.0) / scale,
             NONCONVEX_GAP,
         ),
     ]
@@ -135,7 +135,9 @@ def _imbalanced(k: int, n_max: int, rho: int, seed: int) -> tuple[list[Measureme
     problem, res = _solve(counts, "plain", seed)
     cert = _certificate(problem)
     tag = f"exp K={k} rho={rho}"
-    ms = _global(res, cert, tag) + evaluate_imbalanced(problem, res.x, tag)
+    ms = convex_bracket(res.objective, cert.lower_bound, tag) + evaluate_imbalanced(
+        problem, res.x, tag
+    )
     cos = pairwise_cosines(problem.classifier(res.x))
     case = {
         "case": tag,
@@ -157,7 +159,9 @@ def _balanced(k: int, n: int, seed: int) -> tuple[list[Measurement], dict]:
     outside = max(cert.lower_bound - value, value - res.objective, 0.0)
     tag = f"balanced K={k} n={n}"
     ms = [Measurement(f"{tag}: closed form outside [bound, value]", outside, BRACKET)]
-    ms += _global(res, cert, tag) + evaluate_balanced(problem, res.x, tag)
+    ms += convex_bracket(res.objective, cert.lower_bound, tag) + evaluate_balanced(
+        problem, res.x, tag
+    )
     case = {
         "case": tag,
         "closed_form_value": value,

@@ -7,43 +7,70 @@ complete file or none, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "atomic_path",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",
     "atomic_write_text",
+    "code_commit",
     "code_version",
     "new_run_dir",
     "read_json",
 ]
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write (by any library, e.g. torch.save); when the
+    block ends without error it is flushed to disk and renamed over `path`, otherwise deleted.
+
+    >>> with atomic_path("ckpt.pt") as tmp:
+    ...     torch.save(state, tmp)
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp_path, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp_path.unlink(missing_ok=True)
         raise
-    return path
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a folder.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -84,6 +111,24 @@ def read_json(path: str | Path) -> Any:
         raise ValueError(f"{path} is not valid JSON ({err}); the run may be incomplete") from err
 
 
+def _git(*args: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
+
+def code_commit() -> str | None:
+    """The commit of the code that runs, with '+dirty' when tracked files have local edits;
+    None outside a git checkout."""
+    try:
+        commit = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
 def code_version() -> dict[str, str]:
     """Package version and, inside a git checkout, the commit and whether it had local edits."""
     from importlib.metadata import PackageNotFoundError, version
@@ -92,26 +137,9 @@ def code_version() -> dict[str, str]:
         info = {"package": version("nc-verify")}
     except PackageNotFoundError:
         info = {"package": "unknown"}
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout
-        info |= {"commit": commit, "dirty": str(bool(dirty.strip())).lower()}
-    except (OSError, subprocess.SubprocessError):
-        pass
+    if commit := code_commit():
+        sha, _, dirty = commit.partition("+")
+        info |= {"commit": sha, "dirty": str(bool(dirty)).lower()}
     return info
 
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
+
+from ufm.registry import Registry
 
 __all__ = [
     "LOSSES",
@@ -74,9 +77,14 @@ def batch_balanced_weights(
 
 @dataclass(frozen=True)
 class Loss:
-    """A per-sample loss of logits: value(z, y) -> (B,), grad(z, y) -> (B, K) = dL/dz."""
+    """A per-sample loss of logits: value(z, y) -> (B,), grad(z, y) -> (B, K) = dL/dz.
+
+    `regression` marks the losses that reach their minimum 0 at a finite logit (the
+    dot-regression family: z_y = target); cross-entropy only approaches its infimum.
+    """
 
     name: str
+    regression: ClassVar[bool] = False
 
     def value(self, z: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -119,6 +127,7 @@ class DotRegression(Loss):
     """DR with target c = sqrt(E_W E_H); see `dot_regression`."""
 
     name: str = "dr"
+    regression: ClassVar[bool] = True
     target: float = 1.0
 
     def __post_init__(self) -> None:
@@ -138,21 +147,17 @@ class DotRegression(Loss):
 
 
 LossFactory = Callable[..., Loss]
-LOSSES: dict[str, LossFactory] = {}
+LOSSES: Registry[LossFactory] = Registry("loss")
 
 
 def register_loss(name: str, factory: LossFactory) -> None:
     """Add a loss to the registry under `name` (a new name only)."""
-    if name in LOSSES:
-        raise ValueError(f"loss {name!r} is registered already")
-    LOSSES[name] = factory
+    LOSSES.add(name, factory)
 
 
 def get_loss(name: str, *, e_w: float = 1.0, e_h: float = 1.0) -> Loss:
     """The registered loss `name`; DR gets its target sqrt(e_w * e_h)."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; registered: {', '.join(sorted(LOSSES))}")
-    return LOSSES[name](target=math.sqrt(e_w * e_h))
+    return LOSSES.get(name)(target=math.sqrt(e_w * e_h))
 
 
 register_loss("ce", lambda target=1.0: CrossEntropy())
@@ -194,6 +199,7 @@ class BatchBalancedDotRegression(Loss):
     """DR weighted by gamma / n^batch_{y_i}; see `batch_balanced_dot_regression`."""
 
     name: str = "dr-balanced"
+    regression: ClassVar[bool] = True
     target: float = 1.0
 
     def value(self, z: Tensor, y: Tensor) -> Tensor:

@@ -244,7 +244,7 @@ class LayerPeeledModel(Problem):
 
     @property
     def degenerate(self) -> bool:
-        return self.loss == "dr"
+        return self.loss_fn.regression
 
     def random_start(self, seed: int) -> Vars:
         gen = torch.Generator().manual_seed(seed)
@@ -370,7 +370,7 @@ class FixedETFModel(Problem):
         return math.sqrt(self.e_h / self.e_w) * self.w_star[self.labels]
 
     def optimum(self) -> float | None:
-        if self.loss == "dr":
+        if self.loss_fn.regression:
             return 0.0
         if self.constraint == "sample":
             return theorem1_value(self.num_classes, self.e_w, self.e_h)

@@ -54,9 +54,9 @@ __all__ = [
 CLASSIFIERS = ("etf", "learnable")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEGENERATE_NOTE = (
-    "learnable + DR is degenerate: its minimizers include a fully collapsed classifier "
-    "(all w_k equal, every h = sqrt(E_H) w/||w||), value 0; the metrics describe the "
-    "minimizer this run reached, not a unique one"
+    "learnable + DR (any DR weighting) is degenerate: its minimizers include a fully collapsed "
+    "classifier (all w_k equal, every h = sqrt(E_H) w/||w||), value 0; the metrics describe "
+    "the minimizer this run reached, not a unique one"
 )
 
 
@@ -88,13 +88,11 @@ class SimulateConfig:
 
     def validate(self) -> None:
         for name in self.losses:
-            if name not in LOSSES:
-                raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+            LOSSES.get(name)  # ValueError naming the registered losses
         for name in self.classifiers:
             if name not in CLASSIFIERS:
                 raise ValueError(f"unknown classifier {name!r}; choose from {CLASSIFIERS}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"unknown solver {self.solver!r}; choose from {', '.join(SOLVERS)}")
+        SOLVERS.get(self.solver)
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("e_w", "e_h", "tol", "grad_tol"):
@@ -237,28 +235,30 @@ def run_configuration(
         "reference": {k: v for k, v in ref.items() if k not in ("optimum", "certified")},
         "metrics": metrics,
     }
-    if classifier == "learnable" and loss == "dr":
+    if getattr(problem, "degenerate", False):
         entry["note"] = DEGENERATE_NOTE
     return entry, result.history, solution_geometry(problem, result.x)
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
+    names = [f"{r['classifier']} + {r['loss']}" for r in runs]
+    w = max([15, *map(len, names)])
     head = (
-        f"{'configuration':<15} {'objective':>12} {'optimum':>12} {'gap':>9} {'cert':>4} "
+        f"{'configuration':<{w}} {'objective':>12} {'optimum':>12} {'gap':>9} {'cert':>4} "
         f"{'iters':>6} {'sec':>6} {'NC1':>8} {'ETF-dist':>8} {'self-dual':>9} "
         f"{'minCosW':>8} {'minCosH':>8}"
     )
     lines = [head, "-" * len(head)]
-    for r in runs:
+    for name, r in zip(names, runs, strict=True):
         m = r["metrics"]
         lines.append(
-            f"{r['classifier'] + ' + ' + r['loss']:<15} {r['objective']:>12.8f} "
+            f"{name:<{w}} {r['objective']:>12.8f} "
             f"{r['optimum']:>12.8f} {r['gap']:>9.1e} {'yes' if r['certified'] else 'no':>4} "
             f"{r['iterations']:>6d} {r['seconds']:>6.2f} {m['nc1']:>8.1e} "
             f"{m['etf_distance']:>8.4f} {m['self_duality']:>9.4f} "
             f"{m['minority_cosine_w']:>8.4f} {m['minority_cosine_h']:>8.4f}"
         )
-    notes = [f"note: {r['note']}" for r in runs if "note" in r]
+    notes = [f"note: {n}" for n in dict.fromkeys(r["note"] for r in runs if "note" in r)]
     return "\n".join(lines + notes)
 
 
@@ -381,29 +381,10 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
     )
     p.add_argument("--out", default=None, help="run folder (default runs/ufm/<timestamp>)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the run's figures")
-    a = p.parse_args(argv)
-    return SimulateConfig(
-        imbalance=a.imbalance,
-        classes=a.classes,
-        n_max=a.n_max,
-        profile=a.profile,
-        minority_classes=a.minority_classes,
-        dim=a.dim,
-        e_w=a.e_w,
-        e_h=a.e_h,
-        losses=_csv(a.losses),
-        classifiers=_csv(a.classifiers),
-        solver=a.solver,
-        seed=a.seed,
-        tol=a.tol,
-        grad_tol=a.grad_tol,
-        max_iter=a.max_iter,
-        device=a.device,
-        dtype=a.dtype,
-        threads=a.threads,
-        out=a.out,
-        figures=not a.no_figures,
-    )
+    a = vars(p.parse_args(argv))
+    a["losses"], a["classifiers"] = _csv(a["losses"]), _csv(a["classifiers"])
+    a["figures"] = not a.pop("no_figures")
+    return SimulateConfig(**a)
 
 
 def main(argv: list[str] | None = None) -> int:

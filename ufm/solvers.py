@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ufm.problems import Problem, Vars
+from ufm.registry import Registry
 
 __all__ = ["SOLVERS", "SolveResult", "accelerated_gradient", "projected_gradient", "solve"]
 
@@ -363,14 +364,15 @@ def _fista(
 
 
 Solver = Callable[..., SolveResult]
-SOLVERS: dict[str, Solver] = {"pgd": projected_gradient, "fast": accelerated_gradient}
+SOLVERS: Registry[Solver] = Registry("solver")
+SOLVERS.add("pgd", projected_gradient)
+SOLVERS.add("fast", accelerated_gradient)
 
 
 def solve(
     problem: Problem, solver: str = "fast", *, seed: int = 0, **options: object
 ) -> SolveResult:
     """Solve `problem` from `problem.random_start(seed)` with the registered `solver`."""
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; registered: {', '.join(sorted(SOLVERS))}")
+    run = SOLVERS.get(solver)
     with torch.no_grad():
-        return SOLVERS[solver](problem, problem.random_start(seed), **options)
+        return run(problem, problem.random_start(seed), **options)

@@ -262,7 +262,7 @@ def _args(root: Path, out: Path, *extra: str) -> list[str]:
         "--dataset", "fashion-mnist", "--data-root", str(root), "--out", str(out),
         "--arch", "resnet8", "--epochs", "3", "--batch-size", "16", "--nc-every", "3",
         "--imbalance", "4", "--set", "data.verify=false", "--set", "data.download=false",
-        "--no-progress", *extra,
+        "--no-progress", "--no-figures", *extra,
     ]  # fmt: skip
 
 
@@ -287,7 +287,7 @@ def test_deferred_reweighting_survives_an_interrupted_run(idx_root, tmp_path, mo
     assert main(_args(idx_root, interrupted, *extra)) == 130
     monkeypatch.setattr(deep.loop, "run_epoch", original)
     assert _final(interrupted)["epoch"] == 2
-    assert main(["--resume", str(interrupted), "--no-progress"]) == 0
+    assert main(["--resume", str(interrupted), "--no-progress", "--no-figures"]) == 0
 
     a, b = (
         torch.load(p / "checkpoints" / "last.pt", weights_only=True)

@@ -27,7 +27,8 @@ def _args(dataset: str, root: Path, out: Path, *extra: str) -> list[str]:
     return [
         "--dataset", dataset, "--data-root", str(root), "--out", str(out), "--arch", "resnet8",
         "--epochs", "2", "--batch-size", "16", "--nc-every", "1", "--imbalance", "5",
-        "--set", "data.verify=false", "--set", "data.download=false", "--no-progress", *extra,
+        "--set", "data.verify=false", "--set", "data.download=false", "--no-progress",
+        "--no-figures", *extra,
     ]  # fmt: skip
 
 
@@ -85,6 +86,17 @@ def test_each_format_trains_and_writes_a_run_folder(roots, tmp_path, capsys, dat
         "images_per_second",
     } <= set(rows[0])
     assert float(rows[-1]["test_acc"]) == pytest.approx(summary["last_test_acc"])
+
+
+def test_a_finished_run_draws_its_figures(idx_root, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    args = [a for a in _args("fashion-mnist", idx_root, out) if a != "--no-figures"]
+    assert main(args) == 0
+    assert f"figures: {out / 'figures'}" in capsys.readouterr().out
+    drawn = sorted(p.name for p in (out / "figures").iterdir())
+    stems = {p.rsplit(".", 1)[0] for p in drawn}
+    assert stems and drawn == sorted(f"{s}.{ext}" for s in stems for ext in ("pdf", "png"))
+    assert all((out / "figures" / name).stat().st_size > 1000 for name in drawn)
 
 
 @pytest.mark.parametrize(
@@ -219,7 +231,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path) -> None:
     stopped_at = _final_state(killed)["epoch"]
     assert 1 <= stopped_at < 6, "the run finished before it could be killed"
 
-    assert main(["--resume", str(killed), "--no-progress"]) == 0
+    assert main(["--resume", str(killed), "--no-progress", "--no-figures"]) == 0
     a, b = _final_state(reference), _final_state(killed)
     assert a["epoch"] == b["epoch"] == 6
     for name, tensor in a["model"].items():
@@ -241,7 +253,7 @@ def test_resume_takes_no_other_options_and_finished_runs_stay(idx_root, tmp_path
     assert main(["--resume", str(out), "--lr", "0.5"]) == 2
     assert "drop --lr" in capsys.readouterr().err
     before = (out / "checkpoints" / "last.pt").read_bytes()
-    assert main(["--resume", str(out)]) == 0
+    assert main(["--resume", str(out), "--no-figures"]) == 0
     assert "finished all 1 epochs already" in capsys.readouterr().out
     assert (out / "checkpoints" / "last.pt").read_bytes() == before
     assert main(["--resume", str(tmp_path / "nothing")]) == 2

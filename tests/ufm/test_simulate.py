@@ -65,6 +65,19 @@ def test_step_profile_and_selection(tmp_path: Path) -> None:
     assert len(summary["runs"]) == 1
 
 
+def test_balanced_dr_is_compared_with_zero(tmp_path: Path) -> None:
+    """Every dot-regression weighting reaches 0; the learnable one is reported degenerate."""
+    cfg = SimulateConfig(
+        classes=4, n_max=30, imbalance=5, dim=6, losses=("dr-balanced",), figures=False
+    )
+    cfg.out = str(tmp_path / "b")
+    _, summary = run_simulation(cfg, echo=False)
+    for run in summary["runs"]:
+        assert run["optimum"] == 0.0 and run["certified"]
+        assert 0.0 <= run["objective"] <= 1e-9
+        assert ("note" in run) == (run["classifier"] == "learnable")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,4 +1,5 @@
-"""Named registries of interchangeable components (datasets, backbones, heads, objectives).
+"""Named registries of interchangeable components: losses and solvers here; datasets,
+backbones, heads, objectives and methods in deep/.
 
 A variant is added by registering it; code that uses a registry asks for a name and never
 branches on which entry it got.
@@ -48,6 +49,12 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         """Registered names in natural order (resnet8 before resnet14)."""
         return sorted(self._entries, key=_natural_key)
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
