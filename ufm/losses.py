@@ -79,8 +79,10 @@ def batch_balanced_weights(
 class Loss:
     """A per-sample loss of logits: value(z, y) -> (B,), grad(z, y) -> (B, K) = dL/dz.
 
-    `regression` marks the losses that reach their minimum 0 at a finite logit (the
-    dot-regression family: z_y = target); cross-entropy only approaches its infimum.
+    `regression` marks the dot-regression family: losses of the target logit z_y alone that
+    reach their minimum 0 at a finite value (z_y = target); cross-entropy only approaches its
+    infimum. They also offer `target_value_and_grad`, which needs z_y only: a problem can then
+    form z_y = <h_i, w_{y_i}> in O(N d) instead of all logits in O(N d K).
     """
 
     name: str
@@ -98,6 +100,13 @@ class Loss:
     def minimum(self) -> float:
         """Infimum of the loss over all logits (a lower bound for any optimum)."""
         return 0.0
+
+    def target_value_and_grad(
+        self, zy: Tensor, y: Tensor, num_classes: int
+    ) -> tuple[Tensor, Tensor]:
+        """For `regression` losses: per-sample value and dL/dz_y from the target logits alone;
+        zy (B,), y (B,) -> ((B,), (B,))."""
+        raise NotImplementedError(f"loss {self.name!r} depends on every logit")
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,12 @@ class DotRegression(Loss):
         rows = torch.arange(len(y), device=z.device)
         g[rows, y] = (z[rows, y] - self.target) / self.target
         return g
+
+    def target_value_and_grad(
+        self, zy: Tensor, y: Tensor, num_classes: int
+    ) -> tuple[Tensor, Tensor]:
+        r = zy - self.target  # (B,)
+        return r * r / (2.0 * self.target), r / self.target
 
 
 LossFactory = Callable[..., Loss]
@@ -208,6 +223,13 @@ class BatchBalancedDotRegression(Loss):
     def grad(self, z: Tensor, y: Tensor) -> Tensor:
         weights = batch_balanced_weights(y, z.shape[1], dtype=z.dtype)  # (B,)
         return weights[:, None] * DotRegression(target=self.target).grad(z, y)
+
+    def target_value_and_grad(
+        self, zy: Tensor, y: Tensor, num_classes: int
+    ) -> tuple[Tensor, Tensor]:
+        weights = batch_balanced_weights(y, num_classes, dtype=zy.dtype).to(zy.device)  # (B,)
+        value, grad = DotRegression(target=self.target).target_value_and_grad(zy, y, num_classes)
+        return weights * value, weights * grad
 
 
 register_loss("dr-balanced", lambda target=1.0: BatchBalancedDotRegression(target=target))

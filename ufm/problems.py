@@ -324,6 +324,7 @@ class FixedETFModel(Problem):
         self.loss_fn = get_loss(self.loss, e_w=self.e_w, e_h=self.e_h)
         m = simplex_etf(self.num_classes, self.dim, seed=self.etf_seed, dtype=self.dtype)
         self.w_star = math.sqrt(self.e_w) * m.T.to(self.device)  # (K, d)
+        self._w_rows = self.w_star[self.labels] if self.loss_fn.regression else None  # (N, d)
         self.budget = FeatureBudget(self, self.e_h, self.geometry)
         self._scale = self.budget.scale if self.constraint == "class" else None
 
@@ -341,13 +342,22 @@ class FixedETFModel(Problem):
 
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
         h = self.features(x)
-        z = h @ self.w_star.T  # (N, K)
         n = self.num_samples
-        per_sample, gz = self.loss_fn.value_and_grad(z, self.labels)
-        gh = gz @ (self.w_star / n)  # (N, d)
+        if self.loss_fn.regression:  # a loss of z_y = <h_i, w*_{y_i}> alone: O(N d)
+            w_y = self._w_rows  # (N, d)
+            per_sample, g_y = self.loss_fn.target_value_and_grad(
+                (h * w_y).sum(1), self.labels, self.num_classes
+            )
+            gh = (g_y / n)[:, None] * w_y  # (N, d)
+        else:
+            z = h @ self.w_star.T  # (N, K)
+            per_sample, gz = self.loss_fn.value_and_grad(z, self.labels)
+            gh = gz @ (self.w_star / n)  # (N, d)
         return per_sample.sum() / n, (gh if self._scale is None else self._scale * gh,)
 
     def smooth_value(self, x: Vars) -> float:
+        if self.loss_fn.regression:
+            return float(self.value_and_grad(x)[0])
         return self._mean_loss(self.features(x) @ self.w_star.T)
 
     def project(self, x: Vars) -> Vars:

@@ -58,6 +58,25 @@ def test_every_registered_loss_gradient_matches_autograd(name: str, seed: int) -
     torch.testing.assert_close(grad, z_req.grad, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("name", [n for n in LOSSES if get_loss(n).regression])
+@given(seed=st.integers(0, 10_000))
+def test_regression_losses_need_the_target_logit_only(name: str, seed: int) -> None:
+    z, y = _batch(seed)
+    loss = get_loss(name, e_w=1.0, e_h=5.0)
+    value, grad = loss.target_value_and_grad(z.gather(1, y[:, None]).squeeze(1), y, z.shape[1])
+    dense_value, dense_grad = loss.value_and_grad(z, y)
+    torch.testing.assert_close(value, dense_value, **TOL[torch.float64])
+    torch.testing.assert_close(grad, dense_grad.gather(1, y[:, None]).squeeze(1))
+    off_target = dense_grad.scatter(1, y[:, None], 0.0)
+    assert torch.count_nonzero(off_target) == 0
+
+
+def test_cross_entropy_has_no_target_only_form() -> None:
+    z, y = _batch(0)
+    with pytest.raises(NotImplementedError, match="depends on every logit"):
+        get_loss("ce").target_value_and_grad(z[:, 0], y, z.shape[1])
+
+
 @given(st.integers(0, 10_000))
 def test_dr_feature_gradient_is_pull_only(seed: int) -> None:
     # grad_h DR(W* h, k) = -(1 - w*_k^T h / c) w*_k  (DESIGN section 4)

@@ -23,7 +23,9 @@ def _problems() -> list:
         LayerPeeledModel(COUNTS, 6, loss="dr", e_w=1.3, e_h=2.0),
         FixedETFModel(COUNTS, 5, loss="ce", e_w=1.3, e_h=2.0),
         FixedETFModel(COUNTS, 5, loss="dr", e_w=1.3, e_h=2.0),
+        FixedETFModel(COUNTS, 5, loss="dr-balanced", e_w=1.3, e_h=2.0),
         FixedETFModel(COUNTS, 5, loss="ce", constraint="class"),
+        FixedETFModel(COUNTS, 5, loss="dr", constraint="class"),
         RegularizedUFM(COUNTS, 6, lambda_w=1e-2, lambda_h=3e-3, lambda_b=1e-3),
         RegularizedUFM(COUNTS, 6, lambda_w=1e-2, lambda_h=3e-3, convention="half"),
     ]
@@ -43,6 +45,10 @@ def test_analytic_gradient_matches_autograd(problem, seed: int) -> None:
     for g, ref in zip(grads, _autograd(problem, x), strict=True):
         torch.testing.assert_close(g, ref, **TOL[torch.float64])
     assert problem.smooth_value(x) == pytest.approx(float(value), rel=1e-13)
+    if isinstance(problem, FixedETFModel):  # the O(N d) DR path against all the logits
+        z = problem.features(x) @ problem.classifier(x).T  # (N, K)
+        dense = problem.loss_fn.value(z, problem.labels).mean()
+        assert float(value) == pytest.approx(float(dense), rel=1e-13)
 
 
 @pytest.mark.parametrize("problem", _problems()[:5], ids=lambda p: type(p).__name__)
