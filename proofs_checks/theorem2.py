@@ -105,7 +105,10 @@ def _random_points(problem: FixedETFModel, seed: int) -> Tensor:
 def _case(k: int, rho: int, seed: int) -> tuple[list[Measurement], dict[str, object]]:
     counts = exponential_counts(k, max(rho, MIN_N_MAX), rho)
     problem = FixedETFModel(counts, k + 1, loss="dr", e_w=E_W, e_h=E_H, etf_seed=seed)
-    res = solve(problem, "fast", seed=seed + 1, tol=DR_TARGET, target=0.0, max_iter=20_000)
+    # Near DR_TARGET the value sits at the rounding floor of float64 and can creep for thousands
+    # of iterations (e.g. 2.4e-20 -> 1.5e-20 over 2e4 at K=100, rho=100): stop at 2000; what is
+    # asserted is the value reached (<= DR_VALUE) and the radii it certifies.
+    res = solve(problem, "fast", seed=seed + 1, tol=DR_TARGET, target=0.0, max_iter=2_000)
     tag = f"K={k} rho={rho}"
     h = problem.features(res.x)
     ms = evaluate_solution(problem, h, tag)
