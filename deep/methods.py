@@ -56,7 +56,12 @@ _add(
 )
 _add(
     "balanced-softmax",
-    Method("linear", "balanced-softmax", "Ren et al., NeurIPS 2020: balanced softmax"),
+    Method(
+        "linear",
+        "balanced-softmax",
+        "Ren et al., NeurIPS 2020: balanced softmax (the loss of logit-adjusted at tau = 1: "
+        "same seed, same run)",
+    ),
 )
 _add(
     "ldam-drw",
