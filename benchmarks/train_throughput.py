@@ -28,7 +28,7 @@ import torch
 from PIL import Image, ImageOps
 
 from deep.augment import TrainBatch
-from deep.config import resolve_config
+from deep.config import parse_assignment, resolve_config
 from deep.distributed import DistInfo, resolve_device
 from deep.loop import evaluate_epoch, train_steps
 from deep.session import Session, build_session
@@ -49,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes in (c)")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default="auto")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any deep.train config key"
+    )
     return p
 
 
@@ -66,7 +69,8 @@ def _session(args: argparse.Namespace) -> Session:
                 "optim.batch_size": args.batch_size,
                 "augment.mixup_alpha": args.mixup,
                 "run.amp": args.amp,
-            }
+            },
+            dict(parse_assignment(a) for a in args.set),
         ],
     )
     return build_session(cfg, DistInfo(), resolve_device(args.device))
