@@ -32,7 +32,15 @@ from deep.report import build_summary, epoch_line, header, say
 from deep.rundir import RunFolder
 from deep.session import Session
 
-__all__ = ["evaluate_epoch", "restore", "run_epoch", "train", "train_epoch", "train_steps"]
+__all__ = [
+    "evaluate_epoch",
+    "forward_session",
+    "restore",
+    "run_epoch",
+    "train",
+    "train_epoch",
+    "train_steps",
+]
 
 
 def train(s: Session, folder: RunFolder) -> dict[str, Any]:
@@ -141,7 +149,7 @@ def _shard(n: int, info: DistInfo) -> slice:
 
 def _test_accuracy(s: Session, net: EvalNetwork) -> dict[str, Any]:
     part = _shard(len(s.test.labels), s.info)
-    _, logits = _forward(s, net, s.test.images[part])
+    _, logits = forward_session(s, net, s.test.images[part])
     counts = all_reduce_sum(class_correct(logits, s.test.labels[part], s.num_classes), s.info)
     report = accuracy_from_counts(counts, s.groups)
     per_class = report.pop("per_class_acc")
@@ -150,14 +158,15 @@ def _test_accuracy(s: Session, net: EvalNetwork) -> dict[str, Any]:
 
 def _nc_metrics(s: Session, net: EvalNetwork) -> dict[str, float]:
     part = _shard(len(s.train.labels), s.info)
-    features, _ = _forward(s, net, s.train.images[part])
+    features, _ = forward_session(s, net, s.train.images[part])
     features = all_gather_rows(features, s.info)
     if not s.info.main:
         return {}
     return nc_report(features, s.train.labels, net.module.head, s.minority)
 
 
-def _forward(s: Session, net: EvalNetwork, images: torch.Tensor) -> tuple[Tensor, Tensor]:
+def forward_session(s: Session, net: EvalNetwork, images: torch.Tensor) -> tuple[Tensor, Tensor]:
+    """Eval-mode features (N, d) and logits (N, K) of `images` with the session's settings."""
     return forward_all(
         net.run,
         images,
