@@ -7,7 +7,9 @@ training subset in eval mode without augmentation, with the head's classifier W 
 
 The evaluated network is an eval-mode copy with BatchNorm folded into the convolutions
 (exact, and a memory pass per layer cheaper), kept across epochs and refreshed in place, so
-that with run.compile its compiled form is built once.
+that with run.compile its compiled form is built once. Under bf16 autocast the copy's backbone
+holds its weights in bf16 and takes bf16 input: the same arithmetic as autocast (which would
+cast every weight at every call), without the casts.
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ class EvalNetwork:
     """The eval-mode, BatchNorm-folded copy of a network that evaluation runs.
 
     `run` is the copy itself or, with `compile`, its torch.compile form; `refresh` writes the
-    current weights into the same tensors, so the compiled form stays valid.
+    current weights into the same tensors, so the compiled form stays valid. With
+    `backbone_dtype` (bf16 when evaluation runs under bf16 autocast) the backbone's weights are
+    kept in that dtype, and `input_dtype` is what `forward_all` feeds it.
     """
 
-    def __init__(self, net: Network, compile: bool = False) -> None:
+    def __init__(
+        self, net: Network, compile: bool = False, backbone_dtype: torch.dtype | None = None
+    ) -> None:
         self.module: Network = fold_batchnorm(net)
+        self.input_dtype = backbone_dtype or torch.float32
+        if backbone_dtype is not None:
+            self.module.backbone.to(backbone_dtype)
         self.run: Callable[[Tensor], tuple[Tensor, Tensor]] = (
             torch.compile(self.module) if compile else self.module
         )
@@ -52,13 +61,17 @@ def forward_all(
     batch_size: int,
     amp: bool = False,
     channels_last: bool = True,
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
-    """Features h (N, d) and logits z (N, K), float32, of uint8 images (N, H, W, C)."""
+    """Features h (N, d) and logits z (N, K), float32, of uint8 images (N, H, W, C).
+
+    `dtype` is that of the normalised input batches (an `EvalNetwork`'s `input_dtype`).
+    """
     hs, zs = [], []
     device_type = images.device.type
     for x in eval_batches(images, normalizer, batch_size, channels_last=channels_last):
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp):
-            h, z = net(x)
+            h, z = net(x.to(dtype))  # normalised in float32, rounded once, as autocast does
         hs.append(h.float())
         zs.append(z.float())
     d, k = (hs[0].shape[1], zs[0].shape[1]) if hs else (0, 0)

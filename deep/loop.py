@@ -130,7 +130,9 @@ def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
     """Test accuracies and, if `with_nc`, NC metrics of the training features (eval mode)."""
     start = time.perf_counter()
     if s.eval_net is None:
-        s.eval_net = EvalNetwork(s.net, compile=s.cfg.run.compile)
+        s.eval_net = EvalNetwork(
+            s.net, compile=s.cfg.run.compile, backbone_dtype=torch.bfloat16 if s.amp else None
+        )
     else:
         s.eval_net.refresh(s.net)
     net = s.eval_net
@@ -174,6 +176,7 @@ def forward_session(s: Session, net: EvalNetwork, images: torch.Tensor) -> tuple
         batch_size=s.eval_batch_size,
         amp=s.amp,
         channels_last=s.cfg.run.channels_last,
+        dtype=net.input_dtype,
     )
 
 

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
+from deep.augment import Normalizer
 from deep.config import HeadConfig
-from deep.evaluate import EvalNetwork
+from deep.evaluate import EvalNetwork, forward_all
 from deep.heads import HEADS
 from deep.models import BACKBONES, CifarResNet, fold_batchnorm, init_weights
 from deep.network import build_network
@@ -176,3 +177,29 @@ def test_eval_network_refreshes_in_place() -> None:
     assert all(a is b for a, b in zip(weights, evaluator.module.parameters(), strict=True))
     with torch.no_grad():
         torch.testing.assert_close(evaluator.run(x)[1], net.eval()(x)[1], **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("head", ["etf", "linear"])
+def test_bf16_eval_copy_computes_what_autocast_does(head: str) -> None:
+    net = build_network(
+        "resnet8", head, in_channels=3, num_classes=4, width=1, head_cfg=HeadConfig(), seed=0
+    )
+    net.train()(torch.randn(8, 3, 12, 12))  # non-trivial BN statistics to fold
+    images = torch.randint(0, 256, (10, 12, 12, 3), dtype=torch.uint8)
+    normalizer = Normalizer.from_images(images)
+    outputs = []
+    for evaluator in (EvalNetwork(net), EvalNetwork(net, backbone_dtype=torch.bfloat16)):
+        outputs.append(
+            forward_all(
+                evaluator.run,
+                images,
+                normalizer,
+                batch_size=4,
+                amp=True,
+                dtype=evaluator.input_dtype,
+            )
+        )
+    (h_autocast, z_autocast), (h_bf16, z_bf16) = outputs
+    assert h_bf16.dtype == z_bf16.dtype == torch.float32
+    torch.testing.assert_close(h_bf16, h_autocast, rtol=0, atol=0)
+    torch.testing.assert_close(z_bf16, z_autocast, rtol=0, atol=0)
