@@ -108,12 +108,13 @@ class SimulateConfig:
         if self.dim < self.classes - 1:
             raise ValueError(
                 f"--dim {self.dim} is below K-1 = {self.classes - 1}: a simplex ETF "
-                f"of {self.classes} classes does not fit; use --dim >= {self.classes}"
+                f"of {self.classes} classes does not fit; use --dim >= {self.classes - 1} "
+                f"(>= {self.classes} with the learnable classifier)"
             )
         if "learnable" in self.classifiers and self.dim < self.classes:
             raise ValueError(
                 f"the learnable LPM is certified only for d >= K; got --dim "
-                f"{self.dim} < {self.classes}"
+                f"{self.dim} < {self.classes}: use --dim >= {self.classes}, or --classifiers etf"
             )
 
 
