@@ -105,6 +105,8 @@ class SimulateConfig:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.max_iter < 1:
             raise ValueError(f"--max-iter must be >= 1, got {self.max_iter}")
+        if self.classes < 2:
+            raise ValueError(f"--classes must be >= 2, got {self.classes}")
         if self.dim < self.classes - 1:
             raise ValueError(
                 f"--dim {self.dim} is below K-1 = {self.classes - 1}: a simplex ETF "

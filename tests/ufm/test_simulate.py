@@ -84,6 +84,7 @@ def test_balanced_dr_is_compared_with_zero(tmp_path: Path) -> None:
         (["--imbalance", "-3"], "ratio"),
         (["--imbalance", "nan"], "ratio"),
         (["--dim", "3", "--classes", "10"], "--dim"),
+        (["--classes", "1"], "--classes"),
         (["--losses", "ce,hinge"], "unknown loss"),
         (["--classifiers", "etf,frozen"], "unknown classifier"),
         (["--e-h", "0"], "--e-h"),
@@ -102,7 +103,7 @@ def test_bad_arguments_one_clear_line(
     code = simulate.main([*SMALL, "--out", str(tmp_path / "bad"), *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and message in err[0]
-    assert not (tmp_path / "bad" / "summary.json").exists()
+    assert not (tmp_path / "bad").exists()  # checked before anything is written
 
 
 def test_killed_run_leaves_no_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
