@@ -258,11 +258,12 @@ def _bars(ax: Axes, runs: Sequence[DeepRun], order: np.ndarray, labels: list[str
 
 
 def _counts_axis(ax: Axes, counts: np.ndarray) -> Axes:
+    """A log-scale right axis with n_k as a staircase spanning each class's group of bars."""
     twin = ax.twinx()
-    twin.step(
-        np.arange(len(counts)),
+    twin.stairs(
         counts,
-        where="mid",
+        np.arange(len(counts) + 1) - 0.5,
+        baseline=None,
         color=OKABE_ITO["black"],
         lw=1.0,
         ls="--",
@@ -270,9 +271,9 @@ def _counts_axis(ax: Axes, counts: np.ndarray) -> Axes:
     )
     twin.set_yscale("log")
     twin.set_ylabel("training samples $n_k$ (log)")
-    return twin
     twin.grid(False)
     twin.spines["right"].set_visible(True)
+    return twin
 
 
 @styled
