@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from figures.heatmaps import head_to_tail
 from figures.runs import DeepRun, FigureDataError, load_deep_run
@@ -137,7 +138,7 @@ def plot_accuracy(runs: Sequence[DeepRun]) -> Figure:
     ax_all.set_title("all classes")
     ax_tail.set_title("tail classes (class-averaged)")
     for ax in (ax_all, ax_tail):
-        ax.set_xlabel("epoch")
+        _epoch_axis(ax)
         ax.set_ylabel("test accuracy (%)")
         ax.set_ylim(0, 100)
     legend_ax.legend(*ax_all.get_legend_handles_labels(), loc="center", ncol=2)
@@ -165,7 +166,7 @@ def _nc_panel(ax: Axes, runs: Sequence[DeepRun], column: str, labels: list[str])
         x, y = _epochs_with(run, column)
         ax.plot(x, np.maximum(y, 1e-12), color=color, marker=marker, ms=3.5, label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    _epoch_axis(ax)
 
 
 def _minority_panel(ax: Axes, runs: Sequence[DeepRun], labels: list[str]) -> None:
@@ -178,11 +179,14 @@ def _minority_panel(ax: Axes, runs: Sequence[DeepRun], labels: list[str]) -> Non
     k = len(runs[0].counts)
     ax.axhline(-1 / (k - 1), color="#777777", lw=0.7, ls=":", zorder=0)
     ax.axhline(1.0, color="#777777", lw=0.7, ls=":", zorder=0)
-    ax.text(
-        ax.get_xlim()[0], -1 / (k - 1), "  simplex ETF", va="bottom", fontsize=6, color="#555555"
-    )
+    ax.text(ax.get_xlim()[0], -1 / (k - 1), "  simplex ETF", va="top", fontsize=6, color="#555555")
     ax.set_ylim(-0.3, 1.05)
+    _epoch_axis(ax)
+
+
+def _epoch_axis(ax: Axes) -> None:
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 @styled
