@@ -2,9 +2,10 @@
 
 A checkpoint holds the network (the ETF buffer included), the objective's own state, the
 optimizer (momentum buffers and groups), the schedule's step, every random-number state (the
-batch-order generator, each process's augmentation generator, torch's global CPU and CUDA
-states) and the run's history. Restoring it and training on gives the weights an uninterrupted
-run would have reached, bit for bit on the same hardware and thread count.
+batch-order generator, each process's augmentation generator, torch's global CPU state and
+the CUDA state of each process's own GPU) and the run's history. Restoring it and training on
+gives the weights an uninterrupted run would have reached, bit for bit on the same hardware and
+thread count; a checkpoint is resumed on the kind of device (CPU or CUDA) that wrote it.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ FORMAT = 1  # bumped when the layout of a checkpoint changes
 
 def capture_rng(stream: TrainStream, info: DistInfo) -> dict[str, Any]:
     """Random states of every process (collective under DDP: every rank must call it)."""
+    device = stream.augment.device
     mine = {
+        "device": device.type,
         "augment": stream.augment.get_state(),
         "torch_cpu": torch.get_rng_state(),
-        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        # This process's own GPU only: another machine may see a different number of them.
+        "torch_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
     }
     return {"order": stream.order.get_state(), "per_process": gather_objects(mine, info)}
 
@@ -42,10 +46,17 @@ def restore_rng(state: dict[str, Any], stream: TrainStream, info: DistInfo) -> N
             f"same number (now {info.world})"
         )
     mine = per_process[info.rank]
+    device = stream.augment.device
+    saved = mine.get("device", device.type)
+    if saved != device.type:
+        raise ValueError(
+            f"the checkpoint was written by a run on {saved}, this process runs on "
+            f"{device.type}: the random streams cannot carry over; resume it on {saved}"
+        )
     stream.load_state_dict({"order": state["order"], "augment": mine["augment"]})
     torch.set_rng_state(mine["torch_cpu"])
-    if mine["torch_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(mine["torch_cuda"])
+    if isinstance(mine["torch_cuda"], torch.Tensor) and device.type == "cuda":
+        torch.cuda.set_rng_state(mine["torch_cuda"], device)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

@@ -91,13 +91,14 @@ class Session:
 
 
 def use_amp(setting: str, device: torch.device) -> bool:
-    """bf16 autocast: 'auto' turns it on where bf16 matrix units exist (CUDA, CPUs with AMX).
+    """bf16 autocast: 'auto' turns it on where bf16 matrix units exist (CUDA compute capability
+    8.0 and newer, CPUs with AMX).
 
     Elsewhere bf16 would be emulated and slower than float32, so 'auto' leaves it off.
     """
     if setting == "auto":
-        if device.type == "cuda":
-            return torch.cuda.is_bf16_supported()
+        if device.type == "cuda":  # bf16 tensor cores: compute capability 8.0 and newer
+            return torch.cuda.get_device_capability(device)[0] >= 8
         return device.type == "cpu" and _cpu_has_amx()
     return setting == "bf16"
 

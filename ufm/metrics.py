@@ -218,7 +218,8 @@ def nc_metrics(
         "etf_distance_h": etf_distance(centred),
     }
     if w is not None:
-        w = w.detach()
+        w = w.detach().to(h.device)  # the features' device, like y
+        bias = None if b is None else b.detach().to(h.device)
         if w.shape != (k, h.shape[1]):
             raise ValueError(
                 f"classifier must have shape ({k}, {h.shape[1]}), got {tuple(w.shape)}"
@@ -229,7 +230,7 @@ def nc_metrics(
             "max_angle_w": max_angle(w),
             "etf_distance": etf_distance(w),
             "self_duality": self_duality(w, centred),
-            "ncc_mismatch": ncc_mismatch(h64, y, w, None if b is None else b.detach(), mu),
+            "ncc_mismatch": ncc_mismatch(h64, y, w, bias, mu),
         }
     if minority is not None:
         out["minority_cosine_h"], out["minority_cosine_max_h"] = group_cosines(centred, minority)

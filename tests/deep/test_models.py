@@ -9,10 +9,12 @@ import torch
 
 from deep.augment import Normalizer
 from deep.config import HeadConfig
-from deep.evaluate import EvalNetwork, forward_all
+from deep.distributed import init_distributed
+from deep.evaluate import EvalNetwork, class_correct, forward_all
 from deep.heads import HEADS
 from deep.models import BACKBONES, CifarResNet, fold_batchnorm, init_weights
 from deep.network import build_network
+from deep.session import use_amp
 from tests.conftest import TOL
 from ufm.etf import simplex_etf
 
@@ -203,3 +205,33 @@ def test_bf16_eval_copy_computes_what_autocast_does(head: str) -> None:
     assert h_bf16.dtype == z_bf16.dtype == torch.float32
     torch.testing.assert_close(h_bf16, h_autocast, rtol=0, atol=0)
     torch.testing.assert_close(z_bf16, z_autocast, rtol=0, atol=0)
+
+
+def test_class_correct_counts_per_class_and_takes_an_empty_shard() -> None:
+    logits = torch.tensor([[2.0, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    labels = torch.tensor([0, 1, 0, 2])
+    assert class_correct(logits, labels, 3).tolist() == [[1, 1, 0], [2, 1, 1]]
+    # More processes than test images: a shard holds nothing and adds nothing.
+    empty = class_correct(torch.zeros(0, 0), torch.zeros(0, dtype=torch.long), 3)
+    assert empty.tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_a_fixed_gpu_under_torchrun_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="every process on one GPU"):
+        init_distributed("cuda:1")  # refused before any GPU or process group is touched
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 0), False), ((8, 0), True), ((9, 0), True)]
+)
+def test_auto_bf16_on_cuda_needs_bf16_tensor_cores(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], expected: bool
+) -> None:
+    seen = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: seen.append(d) or capability)
+    assert use_amp("auto", torch.device("cuda", 1)) is expected  # V100/T4 would only emulate it
+    assert seen == [torch.device("cuda", 1)]  # the run's own GPU, not the current one
+    assert use_amp("off", torch.device("cuda", 1)) is False

@@ -268,6 +268,17 @@ def test_resume_notices_changed_data(tmp_path, capsys) -> None:
     assert "the dataset's files changed" in capsys.readouterr().err
 
 
+def test_resume_on_another_kind_of_device_is_refused(idx_root, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(_args("fashion-mnist", idx_root, out, "--epochs", "1")) == 0
+    ckpt = _final_state(out)
+    assert ckpt["rng"]["per_process"][0]["device"] == "cpu"
+    ckpt["rng"]["per_process"][0]["device"] = "cuda"  # as a GPU run would have written it
+    torch.save(ckpt, out / "checkpoints" / "last.pt")
+    assert main(["--resume", str(out)]) == 2
+    assert "written by a run on cuda" in capsys.readouterr().err
+
+
 def test_print_config(capsys) -> None:
     assert main(["--preset", "paper", "--dataset", "cifar100", "--print-config"]) == 0
     text = capsys.readouterr().out
