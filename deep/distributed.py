@@ -29,6 +29,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place under torchrun (rank 0 of 1 without it); rank 0 writes the run."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0

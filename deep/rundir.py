@@ -23,6 +23,9 @@ __all__ = ["RunFolder", "metrics_csv"]
 
 
 class RunFolder:
+    """A run folder's paths (config.yaml, metrics.csv, summary.json, checkpoints/) and its
+    atomic writers; `check_new` refuses to overwrite an existing run."""
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 

@@ -18,6 +18,9 @@ __all__ = ["StepSchedule"]
 
 @dataclass(frozen=True)
 class StepSchedule:
+    """Learning-rate factor per step: linear warm-up over `warmup_epochs`, then x `gamma` at
+    each milestone epoch (Yang et al.'s recipe: 5 warm-up epochs, x0.1 at 160 and 180)."""
+
     steps_per_epoch: int
     warmup_epochs: float = 0.0  # [epochs]
     milestones: tuple[int, ...] = ()  # [epochs]

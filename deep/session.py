@@ -33,6 +33,8 @@ __all__ = ["Session", "Split", "TrainStep", "build_session", "use_amp"]
 
 @dataclass
 class Split:
+    """Images and labels of one split, resident on the training device."""
+
     images: Tensor  # (N, H, W, C) uint8 on the training device
     labels: Tensor  # (N,) int64 on the training device
 
@@ -55,6 +57,9 @@ class TrainStep(nn.Module):
 
 @dataclass
 class Session:
+    """Everything one training run holds: config, data, network, objective, optimizer,
+    schedule, batch stream and progress; `build_session` makes it, a checkpoint restores it."""
+
     cfg: Config
     info: DistInfo
     device: torch.device

@@ -74,6 +74,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """UTF-8 `text` to `path`, atomically (see `atomic_write_bytes`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -93,6 +94,7 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 def atomic_write_csv(
     path: str | Path, header: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> Path:
+    """A CSV file of `header` and `rows`, atomically; a reader sees all rows or the old file."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)

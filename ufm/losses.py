@@ -111,6 +111,8 @@ class Loss:
 
 @dataclass(frozen=True)
 class CrossEntropy(Loss):
+    """CE(z, y) = log sum_j exp(z_j) - z_y, with dL/dz = softmax(z) - e_y; z (B, K), y (B,)."""
+
     name: str = "ce"
 
     def value(self, z: Tensor, y: Tensor) -> Tensor:

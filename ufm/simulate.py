@@ -133,6 +133,10 @@ def resolve_device(name: str) -> torch.device:
 def build_problem(
     cfg: SimulateConfig, profile: ClassProfile, classifier: str, loss: str, device: torch.device
 ) -> Problem:
+    """The problem of one configuration on `profile`'s counts: the fixed-ETF decoupled LPM
+    (`classifier="etf"`, per-sample constraint ||h_i||^2 <= E_H) or Fang et al.'s LPM
+    (`"learnable"`, (1/K) sum_k ||w_k||^2 <= E_W and (1/K) sum_k (1/n_k) sum_i ||h_{k,i}||^2
+    <= E_H), with `loss`."""
     common = dict(
         counts=profile.counts,
         dim=cfg.dim,
@@ -244,6 +248,7 @@ def run_configuration(
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
+    """The printed table: a row per configuration of summary.json's `runs`, then the notes."""
     names = [f"{r['classifier']} + {r['loss']}" for r in runs]
     w = max([15, *map(len, names)])
     head = (
