@@ -64,13 +64,13 @@ def init_distributed(device_name: str) -> tuple[DistInfo, torch.device]:
         return DistInfo(), resolve_device(device_name)
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = resolve_device(device_name, info.local_rank)
-    if device.type == "cuda" and device.index != info.local_rank:
-        raise ValueError(
-            f"--device {device_name} under torchrun would put every process on one GPU; use "
-            "--device cuda or auto (each process takes the GPU of its LOCAL_RANK), and choose "
-            "the GPUs with CUDA_VISIBLE_DEVICES"
-        )
     if device.type == "cuda":
+        if device.index != info.local_rank:
+            raise ValueError(
+                f"--device {device_name} under torchrun would put every process on one GPU; use "
+                "--device cuda or auto (each process takes the GPU of its LOCAL_RANK), and "
+                "choose the GPUs with CUDA_VISIBLE_DEVICES"
+            )
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
