@@ -58,7 +58,7 @@ def bench_suite(size: str = "full", threads: int = 1) -> float:
     start = time.perf_counter()
     for check in all_checks():
         report = check.run(size, threads)  # type: ignore[arg-type]
-        verdict = "PASS" if report.result.passed else "FAIL"
+        verdict = report.status
         print(f"  {check.name:<24} {verdict}  {report.seconds:7.2f} s", flush=True)
     total = time.perf_counter() - start
     print(

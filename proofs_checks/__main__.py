@@ -1,4 +1,4 @@
-"""`python -m proofs_checks`: run every theorem check and print a PASS/FAIL table.
+"""`python -m proofs_checks`: run every theorem check and print a PASS/FAIL/ERROR table.
 
     python -m proofs_checks                              # all checks (full size)
     python -m proofs_checks --only theorem1 --json out.json
@@ -6,11 +6,12 @@
     python -m proofs_checks --size small                 # the sizes the test-suite runs
     python -m proofs_checks --threads 2                  # torch threads (default 1)
 
-Each row: name, PASS/FAIL, the largest error found (the measurement closest to or beyond its
-tolerance), that tolerance, seconds, the statement and its source. Failed measurements are listed
-under the table. `--json` writes one object per check with keys name, source, passed, max_error,
-tolerance, seconds, details. Exit status: 0 if every check passed, 1 if any failed, 2 on a usage
-error.
+Each row: name, PASS/FAIL/ERROR, the largest error found (the measurement closest to or beyond
+its tolerance), that tolerance, seconds, the statement and its source. FAIL: a measurement does
+not hold; ERROR: the check raised and measured nothing. Failed measurements and the last traceback
+line of each error are listed under the table. `--json` writes one object per check with keys
+name, source, status, passed, max_error, tolerance, seconds, details. Exit status: 0 if every
+check passed, 1 if any failed (and none raised), 2 on a usage error, 3 if any check raised.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = ["format_row", "main", "select"]
 COLUMNS = ("check", "result", "max error", "tolerance", "seconds", "statement", "source")
 WIDTHS = (23, 6, 9, 9, 7, 80, 0)
 FAILURES_SHOWN = 5
+EXIT_FAILED, EXIT_ERROR = 1, 3
 
 
 def _cells(values: Sequence[str]) -> str:
@@ -40,7 +42,7 @@ def format_row(report: CheckReport) -> str:
     return _cells(
         (
             report.name,
-            "PASS" if r.passed else "FAIL",
+            r.status,
             f"{r.max_error:.2e}",
             f"{r.tolerance:.1e}",
             f"{report.seconds:.1f}",
@@ -51,8 +53,11 @@ def format_row(report: CheckReport) -> str:
 
 
 def _failures(report: CheckReport) -> list[str]:
-    """Lines naming the failed measurements of a failed check (at most FAILURES_SHOWN)."""
+    """Lines naming the failed measurements of a failed check (at most FAILURES_SHOWN), or the
+    last traceback line of a check that raised."""
     details = report.result.details
+    if report.result.error is not None:
+        return [f"  {report.name}: {report.result.error}"]
     failed = {m["label"]: m for m in details.get("measurements", []) if not m["holds"]}
     lines = [f"  {report.name}: {details['finding']}"] if "finding" in details else []
     for label in details.get("failed", [])[:FAILURES_SHOWN]:
@@ -142,14 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.perf_counter() - start
     failures = [line for r in reports if not r.result.passed for line in _failures(r)]
     if failures:
-        print("\nfailed measurements:")
+        print("\nfailed measurements and errors:")
         print("\n".join(failures))
-    passed = sum(r.result.passed for r in reports)
-    print(f"\n{passed}/{len(reports)} checks passed ({args.size} size) in {total:.1f} s")
+    passed = sum(r.status == "PASS" for r in reports)
+    errors = sum(r.status == "ERROR" for r in reports)
+    raised = f", {errors} error{'s' * (errors > 1)} (a check raised)" if errors else ""
+    print(f"\n{passed}/{len(reports)} checks passed{raised} ({args.size} size) in {total:.1f} s")
     if args.json:
         atomic_write_json(args.json, [r.as_dict() for r in reports])
         print(f"results written to {args.json}")
-    return 0 if passed == len(reports) else 1
+    if errors:
+        return EXIT_ERROR
+    return 0 if passed == len(reports) else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -9,9 +9,10 @@ of `Measurement`s, each a number with the bound it must respect:
 - relation ">=": a quantity that must reach a margin (the separation of classes that must not
   collapse, a multiplier that must reach a threshold).
 
-A check passes when every measurement holds. Its headline error is the "<=" measurement that
-uses the largest fraction of its tolerance; every measurement, and every failed one by name, is
-kept in `details`.
+A check passes when every measurement holds. Its status is PASS, FAIL (a measurement does not
+hold) or ERROR (the check raised: it measured nothing, and its last traceback line says why). Its
+headline error is the "<=" measurement that uses the largest fraction of its tolerance; every
+measurement, and every failed one by name, is kept in `details`.
 
 Checks register themselves with `@register(...)` when their module is imported;
 `all_checks()` imports the modules listed in `CHECK_MODULES`, in that order.
@@ -118,6 +119,14 @@ class CheckResult:
     max_error: float
     tolerance: float
     details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # "TypeError: ...": the check raised instead of measuring
+
+    @property
+    def status(self) -> str:
+        """ "PASS", "FAIL" (a measurement does not hold) or "ERROR" (the check raised)."""
+        if self.error is not None:
+            return "ERROR"
+        return "PASS" if self.passed else "FAIL"
 
     @classmethod
     def from_measurements(cls, measurements: Iterable[Measurement], **details: Any) -> CheckResult:
@@ -152,11 +161,17 @@ class CheckReport:
     result: CheckResult
     seconds: float
 
+    @property
+    def status(self) -> str:
+        """ "PASS", "FAIL" or "ERROR" (see `CheckResult.status`)."""
+        return self.result.status
+
     def as_dict(self) -> dict[str, Any]:
-        """The JSON row: name, source, passed, max_error, tolerance, seconds, details."""
+        """The JSON row: name, source, status, passed, max_error, tolerance, seconds, details."""
         return {
             "name": self.name,
             "source": self.source,
+            "status": self.status,
             "passed": self.result.passed,
             "max_error": _finite(self.result.max_error),
             "tolerance": _finite(self.result.tolerance),
@@ -175,7 +190,8 @@ class Check:
     function: Callable[[Size], CheckResult]
 
     def run(self, size: Size = "full", threads: int | None = 1) -> CheckReport:
-        """Run the check; an exception is a failure whose details carry the traceback.
+        """Run the check; an exception is an ERROR (not a FAIL): `error` holds the last line of
+        its traceback and `details` the whole traceback.
 
         `threads`: torch's intra-op threads while it runs (None: leave them as they are). The
         checks compute with K <= 100 matrices, where one thread is fastest; on a loaded 2-core
@@ -187,15 +203,14 @@ class Check:
         try:
             with torch_threads(threads):
                 result = self.function(size)
-        except Exception as err:  # a check that cannot run has not passed
+        except Exception:  # a check that cannot run has measured nothing: neither PASS nor FAIL
+            lines = traceback.format_exc().rstrip().splitlines()
             result = CheckResult(
                 passed=False,
                 max_error=math.inf,
                 tolerance=math.nan,
-                details={
-                    "failed": [f"raised {type(err).__name__}: {err}"],
-                    "traceback": traceback.format_exc(),
-                },
+                details={"failed": [], "traceback": "\n".join(lines)},
+                error=lines[-1],
             )
         seconds = time.perf_counter() - start
         return CheckReport(self.name, self.statement, self.source, size, result, seconds)

@@ -21,7 +21,16 @@ from proofs_checks.registry import (
 )
 from ufm.runtime import torch_threads
 
-JSON_KEYS = {"name", "source", "passed", "max_error", "tolerance", "seconds", "details"}
+JSON_KEYS = {
+    "name",
+    "source",
+    "status",
+    "passed",
+    "max_error",
+    "tolerance",
+    "seconds",
+    "details",
+}
 
 
 def test_every_module_registers_one_check_in_order() -> None:
@@ -85,16 +94,46 @@ def test_result_headline_is_the_most_used_tolerance() -> None:
         CheckResult.from_measurements([Measurement("margin", 1.0, 1e-3, ">=")])
 
 
-def test_a_check_that_raises_is_a_failure_with_its_traceback() -> None:
+def test_a_check_that_raises_is_an_error_not_a_failure() -> None:
     def broken(size: str) -> CheckResult:
-        raise RuntimeError("solver did not converge")
+        raise TypeError("unsupported operand type(s)")
 
     report = Check("broken", "s", "src", broken).run("small")
+    assert report.status == "ERROR" and report.result.status == "ERROR"
     assert not report.result.passed and math.isinf(report.result.max_error)
-    assert "solver did not converge" in report.result.details["traceback"]
+    assert report.result.error == "TypeError: unsupported operand type(s)"
+    assert "unsupported operand" in report.result.details["traceback"]
     row = report.as_dict()
+    assert row["status"] == "ERROR" and row["passed"] is False
     assert row["max_error"] == "inf" and row["tolerance"] == "nan"
     json.dumps(row, allow_nan=False)
+    failing = CheckResult.from_measurements([Measurement("error", 1.0, 1e-12)])
+    passing = CheckResult.from_measurements([Measurement("error", 0.0, 1e-12)])
+    assert (failing.status, passing.status) == ("FAIL", "PASS")
+    assert failing.error is None
+
+
+def test_an_error_is_shown_as_error_with_its_last_traceback_line(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    def broken(size: str) -> CheckResult:
+        return {}["missing"]  # a KeyError inside the check
+
+    def failing(size: str) -> CheckResult:
+        return CheckResult.from_measurements([Measurement("error", 1.0, 1e-12)])
+
+    monkeypatch.setitem(CHECKS, "broken", Check("broken", "s", "src", broken))
+    monkeypatch.setitem(CHECKS, "fails", Check("fails", "s", "src", failing))
+    path = tmp_path / "out.json"
+    assert cli.main(["--only", "broken,etf_geometry", "--size", "small", "--json", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "broken: KeyError: 'missing'" in out
+    assert "1 error" in out
+    rows = {r["name"]: r for r in json.loads(path.read_text())}
+    assert rows["broken"]["status"] == "ERROR" and rows["etf_geometry"]["status"] == "PASS"
+    # An error outranks a failure in the exit status; a failure alone is 1.
+    assert cli.main(["--only", "broken,fails", "--size", "small"]) == 3
+    assert cli.main(["--only", "fails", "--size", "small"]) == 1
 
 
 def test_list_prints_name_statement_and_source(capsys) -> None:
@@ -116,7 +155,8 @@ def test_only_and_json(tmp_path, capsys) -> None:
     assert [r["name"] for r in rows] == ["etf_geometry", "ce_gradient"]
     for row in rows:
         assert set(row) == JSON_KEYS
-        assert row["passed"] is True and row["max_error"] <= row["tolerance"]
+        assert row["passed"] is True and row["status"] == "PASS"
+        assert row["max_error"] <= row["tolerance"]
         assert row["details"]["measurements"] and row["details"]["statement"]
 
 
