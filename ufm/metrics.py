@@ -4,7 +4,8 @@ Pure, vectorized functions of features H (N, d), labels y (N,), classifier W (K,
 (K,). They compute in float64 by default on the device of their inputs. With mu_k the class
 means, mu_G the global mean and Mbar (K, d) the centred means mu_k - mu_G:
 
-- NC1 = tr(Sigma_W Sigma_B^+) / K, Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T.
+- NC1 = tr(Sigma_W Sigma_B^+) / K, Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T
+  (per sample, the default) or (1/K) sum_k (1/n_k) sum_{y_i = k} (...) (class-averaged).
 - NC2: equinorm = std/mean of the norms (of the rows of Mbar, of W); equiangularity = std of
   the pairwise cosines; max-angle = mean |cos + 1/(K-1)|; ETF distance
   || A A^T/||A A^T||_F - (I - 1 1^T/K)/sqrt(K-1) ||_F for A = W (or Mbar).
@@ -15,7 +16,10 @@ means, mu_G the global mean and Mbar (K, d) the centred means mu_k - mu_G:
 
 Conventions that differ across papers under imbalance are explicit: `global_mean` is the mean
 of the samples ("samples") or of the class means ("classes"); Sigma_B is class-averaged
-(1/K) sum_k (mu_k - mu_G)(...)^T ("classes") or sample-weighted sum_k (n_k/N)(...) ("samples").
+(1/K) sum_k (mu_k - mu_G)(...)^T ("classes") or sample-weighted sum_k (n_k/N)(...) ("samples");
+Sigma_W (`within_cov`) is per sample, (1/N) sum_i ("samples", Papyan et al.'s, so head classes
+dominate it under imbalance), or class-averaged, (1/K) sum_k (1/n_k) sum_{y_i = k} ("classes",
+every class's spread counts once).
 """
 
 from __future__ import annotations
@@ -82,19 +86,28 @@ def nc1(
     *,
     global_mean: str = "classes",
     between_cov: str = "classes",
+    within_cov: str = "samples",
     rcond: float = 1e-10,
 ) -> float:
-    """NC1 = tr(Sigma_W Sigma_B^+)/K (Papyan et al. 2020, Fig. 6).
+    """NC1 = tr(Sigma_W Sigma_B^+)/K (Papyan et al. 2020, Fig. 6) of h (N, d), y (N,).
 
-    Sigma_B^+ is the pseudo-inverse with relative cut-off `rcond` on the eigenvalues; it is 0
-    for perfectly collapsed features and invariant to rotations and scalings of h.
+    Sigma_W: `within_cov="samples"` weights every sample by 1/N (Papyan et al.),
+    `"classes"` every class by 1/K and its samples by 1/n_k. Sigma_B^+ is the pseudo-inverse
+    with relative cut-off `rcond` on the eigenvalues; it is 0 for perfectly collapsed features
+    and invariant to rotations and scalings of h.
     """
     h = h.to(torch.float64)
     mu, mu_g, counts = class_means(h, y, num_classes, global_mean=global_mean)
     if between_cov not in _CONVENTIONS:
         raise ValueError(f"between_cov must be one of {_CONVENTIONS}, got {between_cov!r}")
+    if within_cov not in _CONVENTIONS:
+        raise ValueError(f"within_cov must be one of {_CONVENTIONS}, got {within_cov!r}")
     within = h - mu[y]  # (N, d)
-    sigma_w = within.T @ within / h.shape[0]  # (d, d)
+    if within_cov == "classes":
+        within = within / torch.sqrt(num_classes * counts)[y][:, None]  # rows / sqrt(K n_y)
+        sigma_w = within.T @ within  # (d, d)
+    else:
+        sigma_w = within.T @ within / h.shape[0]  # (d, d)
     centred = mu - mu_g  # (K, d)
     weights = (
         counts / counts.sum()
@@ -193,13 +206,14 @@ def nc_metrics(
     minority: Sequence[int] | Tensor | None = None,
     global_mean: str = "classes",
     between_cov: str = "classes",
+    within_cov: str = "samples",
 ) -> dict[str, float]:
     """Every NC metric of features h (N, d), labels y (N,), classifier w (K, d), bias b (K,).
 
     Keys: nc1, equinorm_h, equiangular_h, max_angle_h, etf_distance_h, and, with w:
     equinorm_w, equiangular_w, max_angle_w, etf_distance (of W), self_duality, ncc_mismatch;
     with `minority` (>= 2 class indices): minority_cosine_h / _max_h, and with w
-    minority_cosine_w / _max_w.
+    minority_cosine_w / _max_w. `global_mean`, `between_cov`, `within_cov`: see `nc1`.
     """
     k = (
         num_classes
@@ -211,7 +225,9 @@ def nc_metrics(
     mu, mu_g, _ = class_means(h64, y, k, global_mean=global_mean)
     centred = mu - mu_g  # (K, d)
     out = {
-        "nc1": nc1(h64, y, k, global_mean=global_mean, between_cov=between_cov),
+        "nc1": nc1(
+            h64, y, k, global_mean=global_mean, between_cov=between_cov, within_cov=within_cov
+        ),
         "equinorm_h": equinorm(centred),
         "equiangular_h": equiangularity(centred),
         "max_angle_h": max_angle(centred),

@@ -88,6 +88,36 @@ def test_conventions_are_explicit_and_matter_under_imbalance() -> None:
         nc1(h, y, 3, between_cov="both")
 
 
+def test_within_class_weighting_is_explicit() -> None:
+    """Sigma_W per sample (1/N, the default) or class-averaged ((1/K) sum_k 1/n_k): under
+    imbalance the head class dominates the first and counts once in the second."""
+    counts = [60, 6, 3]
+    h, y, _ = _collapsed(counts, 5, seed=3)
+    gen = torch.Generator().manual_seed(3)
+    spread = torch.tensor([0.5, 0.01, 0.01], dtype=h.dtype)[y]  # a noisy head, tight tails
+    h = h + spread[:, None] * torch.randn(h.shape, generator=gen, dtype=h.dtype)
+    hn, yn = h.numpy(), y.numpy()
+    means = np.stack([hn[yn == k].mean(0) for k in range(3)])
+    scatter = [(hn[yn == k] - means[k]).T @ (hn[yn == k] - means[k]) for k in range(3)]
+    centred = means - means.mean(0)
+    sb_pinv = np.linalg.pinv(centred.T @ centred / 3)
+    per_sample = np.trace(sum(scatter) / len(yn) @ sb_pinv) / 3
+    per_class = np.trace(sum(s / n for s, n in zip(scatter, counts, strict=True)) / 3 @ sb_pinv) / 3
+    assert nc1(h, y, 3) == pytest.approx(per_sample, rel=1e-9)  # the default is unchanged
+    assert nc1(h, y, 3, within_cov="samples") == pytest.approx(per_sample, rel=1e-9)
+    assert nc1(h, y, 3, within_cov="classes") == pytest.approx(per_class, rel=1e-9)
+    assert per_class < 0.7 * per_sample  # the convention matters here
+    m = nc_metrics(h, y, num_classes=3, within_cov="classes")
+    assert m["nc1"] == pytest.approx(per_class, rel=1e-9)
+    assert nc_metrics(h, y, num_classes=3)["nc1"] == pytest.approx(per_sample, rel=1e-9)
+    balanced_h, balanced_y, _ = _noisy([8, 8, 8], 5, seed=4)  # equal counts: the same number
+    assert nc1(balanced_h, balanced_y, 3, within_cov="classes") == pytest.approx(
+        nc1(balanced_h, balanced_y, 3), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="within_cov"):
+        nc1(h, y, 3, within_cov="tail")
+
+
 def test_ncc_mismatch_counts_disagreements() -> None:
     # Class means at +-1 on a line, classifier flipped: every sample disagrees.
     h = torch.tensor([[1.0], [1.2], [-1.0], [-0.8]], dtype=torch.float64)
