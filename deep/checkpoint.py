@@ -10,18 +10,44 @@ thread count; a checkpoint is resumed on the kind of device (CPU or CUDA) that w
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from deep.augment import TrainStream
+from deep.config import Config, flatten
 from deep.distributed import DistInfo, gather_objects
 from ufm.io import atomic_path
 
-__all__ = ["FORMAT", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "capture_rng",
+    "check_same_config",
+    "config_record",
+    "load_checkpoint",
+    "restore_rng",
+    "save_checkpoint",
+]
 
 FORMAT = 1  # bumped when the layout of a checkpoint changes
+# What `deep.loop` saves and `deep.loop.restore` needs; "config" came later and is optional.
+REQUIRED = (
+    "epoch",
+    "model",
+    "objective",
+    "optimizer",
+    "rng",
+    "history",
+    "seconds",
+    "train_seconds",
+    "train_images",
+    "schedule",
+)
+# Keys that may differ between the checkpoint and config.yaml: where the folder lives now, and
+# whether a progress bar is drawn. Everything else shapes the weights.
+_FREE_KEYS = {"run.out", "run.progress"}
 
 
 def capture_rng(stream: TrainStream, info: DistInfo) -> dict[str, Any]:
@@ -67,11 +93,61 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU with torch's weights-only unpickler."""
+    """Read a checkpoint onto the CPU with torch's weights-only unpickler.
+
+    Anything else (an unreadable or truncated file, a pickle holding code or foreign objects, a
+    payload lacking one of `REQUIRED`) is a one-line ValueError; nothing in the file runs.
+    """
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except Exception:  # torch raises many kinds for a foreign or damaged file
+        raise ValueError(
+            f"{path} is not a checkpoint of this package (damaged, or holding objects a "
+            f"checkpoint never contains); it was not loaded. Restore the run's own last.pt "
+            f"or start a new run"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a checkpoint of format {FORMAT}")
+        raise ValueError(f"{path} is not a checkpoint of format {FORMAT} of this package")
+    missing = [key for key in REQUIRED if key not in payload]
+    if missing:
+        raise ValueError(
+            f"{path} is not a complete checkpoint: it lacks {', '.join(missing)}; restore the "
+            f"run's own last.pt or start a new run"
+        )
     return payload
+
+
+def config_record(cfg: Config) -> dict[str, Any]:
+    """The resolved config as flat dotted keys, saved in each checkpoint."""
+    return flatten(dataclasses.asdict(cfg))
+
+
+def check_same_config(ckpt: dict[str, Any], cfg: Config, path: Path) -> None:
+    """Refuse to resume when config.yaml and the checkpoint disagree (an edited config.yaml, or
+    a last.pt copied from another run): the weights would continue under other settings than
+    the folder records. Names the keys that differ."""
+    saved = ckpt.get("config")
+    now = config_record(cfg)
+    if isinstance(saved, dict):
+        differ = [
+            f"{key}: {saved[key]!r} in the checkpoint, {now[key]!r} in config.yaml"
+            for key in sorted(set(saved) & set(now))  # a key added to the code since is free
+            if key not in _FREE_KEYS and saved[key] != now[key]
+        ]
+    else:  # a checkpoint from before configs were saved: its optimizer still tells
+        group = ckpt["optimizer"].get("param_groups", [{}])[0]
+        pairs = [("optim.lr", "initial_lr"), ("optim.momentum", "momentum")]
+        pairs.append(("optim.weight_decay", "weight_decay"))
+        differ = [
+            f"{key}: {group.get(name)!r} in the checkpoint, {now[key]!r} in config.yaml"
+            for key, name in pairs
+            if name in group and group[name] != now[key]
+        ]
+    if differ:
+        raise ValueError(
+            f"{path} was written under another config than {path.parent.parent / 'config.yaml'}"
+            f" ({'; '.join(differ)}); restore the config (or the checkpoint), or start a new "
+            f"run with --config and another --out"
+        )

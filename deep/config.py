@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -272,9 +273,24 @@ def _coerce_scalar(value: Any, tp: type, key: str) -> Any:
             return int(value)
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp in (int, float) and isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        # YAML 1.1 reads 1e-3, 5E-4 (no dot) as strings; a researcher means the number.
+        number = float(value.strip().replace("_", ""))
+        if tp is float:
+            return number
+        if number.is_integer():
+            return int(number)
     if tp is str and isinstance(value, str):
         return value
     raise ConfigError(f"{key} must be {tp.__name__}, got {value!r}")
+
+
+_NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _finite(value: float, low: float, high: float = math.inf) -> bool:
+    return math.isfinite(value) and low <= value <= high
 
 
 def _check(cfg: Config) -> None:
@@ -288,14 +304,37 @@ def _check(cfg: Config) -> None:
         (cfg.optim.epochs >= 1, "optim.epochs", ">= 1"),
         (cfg.optim.batch_size >= 2, "optim.batch_size", ">= 2"),
         (cfg.optim.lr > 0 and math.isfinite(cfg.optim.lr), "optim.lr", "a finite number > 0"),
-        (cfg.optim.warmup_epochs >= 0, "optim.warmup_epochs", ">= 0"),
+        (_finite(cfg.optim.warmup_epochs, 0), "optim.warmup_epochs", "a finite number >= 0"),
+        (
+            _finite(cfg.optim.momentum, 0, 1) and cfg.optim.momentum < 1,
+            "optim.momentum",
+            "in [0, 1)",
+        ),
+        (_finite(cfg.optim.weight_decay, 0), "optim.weight_decay", "a finite number >= 0"),
+        (_finite(cfg.optim.gamma, 0) and cfg.optim.gamma > 0, "optim.gamma", "a finite number > 0"),
+        (all(m >= 1 for m in cfg.optim.milestones), "optim.milestones", "epochs >= 1"),
+        (_finite(cfg.head.e_w, 0) and cfg.head.e_w > 0, "head.e_w", "a finite number > 0"),
+        (_finite(cfg.head.e_h, 0) and cfg.head.e_h > 0, "head.e_h", "a finite number > 0"),
+        (
+            all(math.isfinite(v) for v in cfg.loss.options.values()),
+            "loss.options",
+            "finite numbers",
+        ),
+        ((cfg.data.max_per_class or 1) >= 1, "data.max_per_class", ">= 1 or null"),
+        ((cfg.data.num_minority or 1) >= 1, "data.num_minority", ">= 1 or null"),
+        ((cfg.data.image_size or 1) >= 1, "data.image_size", ">= 1 or null"),
+        (
+            _DEVICE.fullmatch(cfg.run.device) is not None,
+            "run.device",
+            "auto, cpu, cuda or cuda:N",
+        ),
         (cfg.model.width >= 1, "model.width", ">= 1"),
         (cfg.run.nc_every >= 1, "run.nc_every", ">= 1"),
         ((cfg.run.eval_batch_size or 1) >= 1, "run.eval_batch_size", ">= 1 or null"),
         (cfg.run.save_every >= 0, "run.save_every", ">= 0"),
         (cfg.run.amp in ("auto", "bf16", "off"), "run.amp", "one of auto, bf16, off"),
         (cfg.augment.crop_padding >= 0, "augment.crop_padding", ">= 0"),
-        (cfg.augment.mixup_alpha >= 0, "augment.mixup_alpha", ">= 0"),
+        (_finite(cfg.augment.mixup_alpha, 0), "augment.mixup_alpha", "a finite number >= 0"),
     ]
     for ok, key, want in checks:
         if not ok:

@@ -208,9 +208,13 @@ def _unpickle(path: Path) -> dict:
         raise DataError(
             f"refused to load {path}: it asks for {exc}, which no CIFAR archive contains"
         ) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # a damaged pickle fails in many ways (bad lengths
+        # give OverflowError or MemoryError); every one is a corrupt file, not a bug here
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise DataError(
-            f"{path} is not a readable CIFAR pickle (truncated or corrupt?): {exc}"
+            f"{path} is not a readable CIFAR pickle (truncated or corrupt?): {detail}"
         ) from None
     if not isinstance(obj, dict):
         raise DataError(f"{path} holds a {type(obj).__name__}, not the dict of a CIFAR batch")
@@ -230,7 +234,10 @@ def read_cifar_batch(
         or data.shape[1] != 3072
     ):
         raise DataError(f"{path}: b'data' must be a uint8 array of shape (n, 3072)")
-    labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    try:
+        labels = np.asarray(labels if labels is not None else [], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise DataError(f"{path}: {label_key!r} must be a list of integer labels") from None
     if labels.shape != (len(data),) or (
         len(labels) and not 0 <= labels.min() <= labels.max() < num_classes
     ):
@@ -521,8 +528,10 @@ def _read_image(image_module: ModuleType, path: Path) -> Any:  # a loaded PIL im
         with image_module.open(path) as im:
             im.load()
             return im.copy()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    except Exception as exc:  # OSError, SyntaxError, ValueError, PIL's
+        # DecompressionBombError (a tiny file that decodes to gigapixels), MemoryError, ...
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise DataError(f"cannot read image {path}: {detail}") from None
 
 
 def _common_size(images: dict, image_size: int | None) -> tuple[int, int]:

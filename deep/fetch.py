@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import urllib.error
 import urllib.request
@@ -50,8 +51,9 @@ def fetch(
     Raises DataError (and leaves nothing at `dest`) when the download fails or the checksum
     differs.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    made = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
     try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(dest) as tmp:
             _download(url, tmp, opener, timeout)
             if md5 is not None and (got := md5_of_file(tmp)) != md5:
@@ -59,8 +61,13 @@ def fetch(
                     f"download of {url} has MD5 {got}, expected {md5}: the file is corrupt "
                     f"or not the published one; nothing was kept"
                 )
-    except (urllib.error.URLError, OSError) as exc:
-        raise DataError(f"could not download {url}: {exc}") from None
+    except BaseException as exc:
+        for folder in made:  # innermost first: the folders this call created, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, urllib.error.URLError | OSError):
+            raise DataError(f"could not download {url}: {exc}") from None
+        raise
     return dest
 
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from deep.augment import TrainBatch
-from deep.checkpoint import capture_rng, restore_rng, save_checkpoint
+from deep.checkpoint import capture_rng, config_record, restore_rng, save_checkpoint
 from deep.distributed import DistInfo, all_gather_rows, all_reduce_sum
 from deep.evaluate import (
     EvalNetwork,
@@ -201,6 +201,7 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
         "train_images": s.train_images,
         # The learning rate is a function of the step; the step count pins the data too.
         "schedule": {"step": s.global_step, "steps_per_epoch": s.stream.steps_per_epoch},
+        "config": config_record(s.cfg),  # a resume under another config is refused
     }
     save_checkpoint(folder.last_checkpoint, payload)
     if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
@@ -218,9 +219,16 @@ def restore(s: Session, ckpt: dict[str, Any]) -> None:
             f"the checkpoint has {steps} steps per epoch, the data now gives "
             f"{s.stream.steps_per_epoch}: the dataset's files changed since the run started"
         )
-    s.net.load_state_dict(ckpt["model"])
-    s.objective.load_state_dict(ckpt["objective"])
-    s.optimizer.load_state_dict(ckpt["optimizer"])
+    try:
+        s.net.load_state_dict(ckpt["model"])
+        s.objective.load_state_dict(ckpt["objective"])
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as exc:  # another architecture, head or method
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(
+            f"the checkpoint does not fit the network, objective or optimizer of config.yaml "
+            f"({detail}); it was written by a run of another architecture or method"
+        ) from None
     restore_rng(ckpt["rng"], s.stream, s.info)
     s.epoch = int(ckpt["epoch"])
     s.history = list(ckpt["history"])

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deep.config import Config, config_to_yaml
-from ufm.io import atomic_write_text
+from ufm.io import atomic_write_text, check_output_dir
 
 __all__ = ["RunFolder", "metrics_csv"]
 
@@ -36,11 +36,24 @@ class RunFolder:
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
 
     def check_new(self) -> None:
-        """Refuse a folder that already holds something (a finished or resumable run)."""
-        if self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        """Refuse a folder that already holds something (a finished or resumable run), a file
+        in its place, or a place that cannot be written."""
+        if self.path.is_dir() and any(self.path.iterdir()):
             raise ValueError(
                 f"run folder {self.path} exists and is not empty; pass --resume {self.path} to "
                 f"continue it, or another --out"
+            )
+        check_output_dir(self.path)
+
+    def check_restartable(self) -> None:
+        """Refuse to start a folder again from epoch 1 when it holds results of epochs that
+        its checkpoint no longer covers (they would be overwritten)."""
+        results = [p.name for p in (self.metrics, self.summary) if p.exists()]
+        if results:
+            raise ValueError(
+                f"cannot resume {self.path}: it holds {' and '.join(results)} but no "
+                f"{self.last_checkpoint.relative_to(self.path)}, so it would restart at epoch 1 "
+                f"and overwrite them; restore the checkpoint, or start a new run with another --out"
             )
 
     def create(self, cfg: Config) -> None:

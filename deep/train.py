@@ -18,6 +18,7 @@ anything is written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 import yaml
 
-from deep.checkpoint import load_checkpoint
+from deep.checkpoint import check_same_config, load_checkpoint
 from deep.config import (
     PRESETS,
     Config,
@@ -51,6 +52,7 @@ from deep.objectives import OBJECTIVES
 from deep.report import say
 from deep.rundir import RunFolder
 from deep.session import Session, build_session
+from ufm.io import check_output_dir
 
 __all__ = ["FLAGS", "build_parser", "main", "resolve"]
 
@@ -160,8 +162,18 @@ def _resume_config(args: argparse.Namespace) -> Config:
     folder = RunFolder(args.resume)
     if not folder.config.is_file():
         raise ValueError(f"{folder.path} is not a run folder: {folder.config} is missing")
-    tree = yaml.safe_load(folder.config.read_text(encoding="utf-8"))
-    cfg = config_from_dict(tree)
+    try:
+        tree = yaml.safe_load(folder.config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise ValueError(
+            f"cannot resume: {folder.config} is not readable YAML ({detail}); restore it "
+            f"(python -m deep.train --print-config shows the layout)"
+        ) from None
+    try:
+        cfg = config_from_dict(tree)
+    except ValueError as exc:
+        raise ValueError(f"cannot resume: {folder.config}: {exc}") from None
     cfg.run.out = str(folder.path)
     if args.no_progress:
         cfg.run.progress = False
@@ -177,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(config_to_yaml(cfg), end="")
             return 0
+        if not args.resume and os.environ.get("RANK", "0") == "0":
+            _check_output(cfg)  # before the data is read: nothing to undo on a bad --out
         info, device = init_distributed(cfg.run.device)
         say(info, f"deep.train: {note}" if note else None)
         session = build_session(cfg, info, device)
@@ -232,7 +246,11 @@ def _open_folder(s: Session, resume: bool) -> RunFolder:
     if resume:
         folder = RunFolder(s.cfg.run.out)
         if folder.last_checkpoint.is_file():
-            restore(s, load_checkpoint(folder.last_checkpoint))
+            ckpt = load_checkpoint(folder.last_checkpoint)
+            check_same_config(ckpt, s.cfg, folder.last_checkpoint)
+            restore(s, ckpt)
+        else:
+            folder.check_restartable()
         return folder
     path = s.cfg.run.out or str(Path("runs") / "deep" / _run_name(s.cfg))
     folder = RunFolder(broadcast_object(path, s.info))
@@ -248,6 +266,13 @@ def _open_folder(s: Session, resume: bool) -> RunFolder:
     if problem:
         raise ValueError(problem)
     return folder
+
+
+def _check_output(cfg: Config) -> None:
+    if cfg.run.out:
+        RunFolder(cfg.run.out).check_new()
+    else:
+        check_output_dir(Path("runs") / "deep", "the default run folder")
 
 
 def _run_name(cfg: Config) -> str:

@@ -25,8 +25,12 @@ __all__ = [
     "atomic_write_csv",
     "atomic_write_json",
     "atomic_write_text",
+    "check_new_output_dir",
+    "check_output_dir",
+    "check_output_file",
     "code_commit",
     "code_version",
+    "current_umask",
     "new_run_dir",
     "read_json",
 ]
@@ -43,6 +47,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file 0600; results on a shared machine follow the umask, as open() does.
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -54,6 +60,71 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where /proc allows (threads see no
+    transient 0)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Refuse an output folder that cannot be created or written, before any work is done.
+
+    The missing parts of `path` are created, a probe file is written and everything the probe
+    made is removed again; a file in the way, a read-only or pseudo file system (/proc) or a
+    missing permission raises a one-line ValueError naming `flag`.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file, not a folder; give a folder path")
+    made: list[Path] = []
+    try:
+        for part in reversed([path, *path.parents]):
+            if not part.exists():
+                part.mkdir()
+                made.append(part)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ValueError(
+            f"{flag} {path}: cannot write there ({exc.strerror or exc}); choose another folder"
+        ) from None
+    finally:
+        for part in reversed(made):
+            with contextlib.suppress(OSError):
+                part.rmdir()
+
+
+def check_new_output_dir(path: str | os.PathLike, flag: str = "--out") -> None:
+    """`check_output_dir`, and refuse a folder that already holds files (another run's
+    results would be overwritten)."""
+    path = Path(path)
+    check_output_dir(path, flag)
+    if path.is_dir() and any(path.iterdir()):
+        raise ValueError(
+            f"{flag} {path} exists and is not empty (it may hold another run's results); "
+            f"choose a new folder"
+        )
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse an output file whose folder cannot be written, or that names a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; give a file name such as {path / 'out'}")
+    try:
+        check_output_dir(path.parent, flag)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (for the file {path})") from None
 
 
 def _fsync_dir(folder: Path) -> None:
