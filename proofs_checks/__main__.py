@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 
 from proofs_checks.registry import SIZES, Check, CheckReport, all_checks
-from ufm.io import atomic_write_json
+from ufm.io import atomic_write_json, check_output_file
 
 __all__ = ["format_row", "main", "select"]
 
@@ -80,6 +80,8 @@ def select(names: Sequence[str] | None) -> list[Check]:
     if not names:
         return checks
     wanted = [n.strip() for item in names for n in item.split(",") if n.strip()]
+    if not wanted:
+        raise ValueError("--only names no check; give names such as theorem1 (--list shows all)")
     known = {c.name for c in checks}
     unknown = [n for n in wanted if n not in known]
     if unknown:
@@ -143,6 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads < 1:
         print(f"error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
         return 2
+    if args.json:
+        try:
+            check_output_file(args.json, "--json")  # before the checks run, not after
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     reports = run_checks(checks, args.size, args.threads)
     total = time.perf_counter() - start
     failures = [line for r in reports if not r.result.passed for line in _failures(r)]

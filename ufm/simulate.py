@@ -10,8 +10,15 @@ LPM's convex form (learnable + CE). One table is printed and a run folder is wri
     geometry.npz    per configuration, the cosine matrices (K, K) and norms (K,) of the
                     classifier rows and of the centred class means, keys "<classifier>+<loss>.
                     cosine_w|cosine_h|norm_w|norm_h" (the geometry figures read it)
-    summary.json    per configuration: objective, optimum, gap, certificate, metrics
-                    (written last and atomically: a killed run has none)
+    summary.json    per configuration: objective, the certified lower bound on the optimum,
+                    the gap between them, the row's status, the feature distance the gap
+                    certifies, metrics (written last and atomically: a killed run has none)
+
+The gap is always taken against a lower bound on f* (a closed form, 0, or the convex form's
+Frank-Wolfe certificate), so it bounds objective - f* from above; an objective below the lower
+bound by more than rounding is an error (the reference does not belong to the problem). A row is
+certified when the run converged to that gap; whether its reference optimum is certified is shown
+apart. A run in which some row did not converge says so in one line and exits with status 1.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ufm.io import (
     atomic_write_bytes,
     atomic_write_csv,
     atomic_write_json,
+    check_new_output_dir,
     code_version,
     new_run_dir,
 )
@@ -42,6 +50,7 @@ from ufm.metrics import class_means, nc_metrics, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel, Problem, Vars
 from ufm.runtime import torch_threads
 from ufm.solvers import SOLVERS, solve
+from ufm.theory import etf_feature_distance_bound
 
 __all__ = [
     "SimulateConfig",
@@ -53,6 +62,10 @@ __all__ = [
 
 CLASSIFIERS = ("etf", "learnable")
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+# Rounding of an objective (a mean of <= ~1e5 terms) relative to max(1, |f|): how far below a
+# certified lower bound an objective may fall before the bound is wrong, not the arithmetic.
+ROUNDING = {"float64": 1e-12, "float32": 1e-5}
+EXIT_NOT_CONVERGED = 1
 DEGENERATE_NOTE = (
     "learnable + DR (any DR weighting) is degenerate: its minimizers include a fully collapsed "
     "classifier (all w_k equal, every h = sqrt(E_H) w/||w||), value 0; the metrics describe "
@@ -87,6 +100,9 @@ class SimulateConfig:
     counts: list[int] = field(default_factory=list, repr=False)  # filled from the profile
 
     def validate(self) -> None:
+        if not self.losses or not self.classifiers:
+            empty = "--losses" if not self.losses else "--classifiers"
+            raise ValueError(f"{empty} selects nothing; give at least one name, e.g. ce,dr")
         for name in self.losses:
             LOSSES.get(name)  # ValueError naming the registered losses
         for name in self.classifiers:
@@ -154,11 +170,18 @@ def build_problem(
 def reference_optimum(
     cfg: SimulateConfig, problem: Problem, device: torch.device
 ) -> dict[str, Any]:
-    """The global optimum the run is compared with, and how it is known."""
+    """The global optimum the run is compared with, a certified lower bound on it, and how they
+    are known (a closed form is its own lower bound)."""
     closed = problem.optimum()
     if closed is not None:
         source = "Theorem 1 (Yang et al. 2022)" if closed > 0 else "loss >= 0, attained"
-        return {"optimum": closed, "certified": True, "source": source, "certificate_gap": 0.0}
+        return {
+            "optimum": closed,
+            "lower_bound": closed,
+            "certified": True,
+            "source": source,
+            "certificate_gap": 0.0,
+        }
     convex = solve_lpm_convex(
         problem.counts,
         cfg.e_w,
@@ -194,6 +217,32 @@ def solution_geometry(problem: Problem, x: Vars) -> dict[str, np.ndarray]:
     return {k: v.cpu().numpy() for k, v in arrays.items()}
 
 
+def feature_distances(
+    cfg: SimulateConfig, problem: Problem, x: Vars, loss: str, gap: float
+) -> tuple[float | None, float | None]:
+    """(certified, measured) root-mean-square distance sqrt((1/N) sum_i ||h_i - h*_i||^2) of the
+    features to Theorem 1's minimizer, on the fixed-ETF problem (None elsewhere).
+
+    The certified one follows from `gap` and the loss's growth around h*
+    (`ufm.theory.etf_feature_distance_bound`: of order gap^(1/2) for CE, gap^(1/4) for DR).
+    """
+    if not isinstance(problem, FixedETFModel) or problem.constraint != "sample":
+        return None, None
+    weight = 1.0
+    if loss == "dr-balanced":  # full-set weights gamma / n_k, gamma = N / K
+        weight = problem.num_samples / (problem.num_classes * int(problem.counts.max()))
+    try:
+        certified = etf_feature_distance_bound(
+            loss, max(gap, 0.0), problem.num_classes, cfg.e_w, cfg.e_h, weight
+        )
+    except ValueError:  # a loss without a known growth bound
+        certified = None
+    h = problem.features(x).to(torch.float64)
+    h_star = problem.optimal_features().to(torch.float64)
+    measured = float(((h - h_star) ** 2).sum(1).mean().sqrt())
+    return certified, measured
+
+
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
@@ -213,7 +262,7 @@ def run_configuration(
         cfg.solver,
         seed=cfg.seed,
         tol=cfg.tol,
-        target=ref["optimum"],
+        target=ref["lower_bound"],  # the stopping gap is the certified one
         grad_tol=grad_tol,
         max_iter=cfg.max_iter,
     )
@@ -225,21 +274,38 @@ def run_configuration(
         num_classes=profile.num_classes,
         minority=profile.minority,
     )
-    gap = result.objective - ref["optimum"]
+    lower = ref["lower_bound"]
+    gap = result.objective - lower
+    slack = ROUNDING[cfg.dtype] * max(1.0, abs(lower))
+    if gap < -slack:
+        raise RuntimeError(
+            f"{classifier} + {loss}: objective {result.objective:.10g} is below the certified "
+            f"lower bound {lower:.10g} by {-gap:.1e} (rounding allows {slack:.0e}): the "
+            f"reference ({ref['source']}) is not this problem's"
+        )
+    within_tol = gap <= cfg.tol * max(1.0, abs(lower))
+    certified_distance, feature_distance = feature_distances(cfg, problem, result.x, loss, gap)
     entry = {
         "classifier": classifier,
         "loss": loss,
         "objective": result.objective,
         "optimum": ref["optimum"],
+        "lower_bound": lower,
         "gap": gap,
-        "relative_gap": gap / abs(ref["optimum"]) if ref["optimum"] else None,
-        "certified": ref["certified"],
+        "relative_gap": gap / abs(lower) if lower else None,
+        "certified": bool(ref["certified"] and result.converged and within_tol),
+        "reference_certified": ref["certified"],
+        "status": "converged" if result.converged else result.reason,
+        "certified_distance": certified_distance,
+        "feature_distance": feature_distance,
         "optimum_source": ref["source"],
         "iterations": result.iterations,
         "seconds": result.seconds,
         "converged": result.converged,
         "stop_reason": result.reason,
-        "reference": {k: v for k, v in ref.items() if k not in ("optimum", "certified")},
+        "reference": {
+            k: v for k, v in ref.items() if k not in ("optimum", "lower_bound", "certified")
+        },
         "metrics": metrics,
     }
     if getattr(problem, "degenerate", False):
@@ -248,26 +314,47 @@ def run_configuration(
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
-    """The printed table: a row per configuration of summary.json's `runs`, then the notes."""
+    """The printed table: a row per configuration of summary.json's `runs`, then the notes.
+
+    Columns: objective; `lower bd`, the certified lower bound on the optimum; `gap`, objective
+    minus that bound; `status`, the row's own ("converged" or why it stopped); `ref`, whether
+    the lower bound is certified (closed form or convex certificate); `dist<=`, the feature
+    distance to h* that the gap certifies (fixed ETF only); iterations, seconds, metrics.
+    """
     names = [f"{r['classifier']} + {r['loss']}" for r in runs]
     w = max([15, *map(len, names)])
+    s = max([9, *(len(r["status"]) for r in runs)])
     head = (
-        f"{'configuration':<{w}} {'objective':>12} {'optimum':>12} {'gap':>9} {'cert':>4} "
-        f"{'iters':>6} {'sec':>6} {'NC1':>8} {'ETF-dist':>8} {'self-dual':>9} "
-        f"{'minCosW':>8} {'minCosH':>8}"
+        f"{'configuration':<{w}} {'objective':>12} {'lower bd':>12} {'gap':>9} "
+        f"{'status':<{s}} {'ref':>3} {'dist<=':>7} {'iters':>6} {'sec':>6} {'NC1':>8} "
+        f"{'ETF-dist':>8} {'self-dual':>9} {'minCosW':>8} {'minCosH':>8}"
     )
     lines = [head, "-" * len(head)]
     for name, r in zip(names, runs, strict=True):
         m = r["metrics"]
+        dist = "-" if r["certified_distance"] is None else f"{r['certified_distance']:.1e}"
         lines.append(
-            f"{name:<{w}} {r['objective']:>12.8f} "
-            f"{r['optimum']:>12.8f} {r['gap']:>9.1e} {'yes' if r['certified'] else 'no':>4} "
+            f"{name:<{w}} {r['objective']:>12.8f} {r['lower_bound']:>12.8f} {r['gap']:>9.1e} "
+            f"{r['status']:<{s}} {'yes' if r['reference_certified'] else 'no':>3} {dist:>7} "
             f"{r['iterations']:>6d} {r['seconds']:>6.2f} {m['nc1']:>8.1e} "
             f"{m['etf_distance']:>8.4f} {m['self_duality']:>9.4f} "
             f"{m['minority_cosine_w']:>8.4f} {m['minority_cosine_h']:>8.4f}"
         )
     notes = [f"note: {n}" for n in dict.fromkeys(r["note"] for r in runs if "note" in r)]
     return "\n".join(lines + notes)
+
+
+def not_converged_line(runs: list[dict[str, Any]]) -> str | None:
+    """One line naming the rows that did not converge (None when every row did)."""
+    bad = [r for r in runs if not r["converged"]]
+    if not bad:
+        return None
+    rows = ", ".join(
+        f"{r['classifier']} + {r['loss']} ({r['stop_reason']} after {r['iterations']} "
+        f"iterations, gap {r['gap']:.1e})"
+        for r in bad
+    )
+    return f"not converged: {len(bad)} of {len(runs)} configurations: {rows}"
 
 
 def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dict[str, Any]]:
@@ -282,9 +369,10 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     )
     cfg.counts = profile.counts.tolist()
     device = resolve_device(cfg.device)
+    if cfg.out:  # another run's results (a deep.train folder too) are never written over
+        check_new_output_dir(cfg.out)
     run_dir = Path(cfg.out) if cfg.out else new_run_dir("runs/ufm")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").unlink(missing_ok=True)  # stale summaries never survive a rerun
     atomic_write_json(run_dir / "config.json", {"config": asdict(cfg), "version": code_version()})
     if echo:
         print(
@@ -301,9 +389,15 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
                 entry, hist, geo = run_configuration(cfg, profile, classifier, loss, device)
             runs.append(entry)
             name = f"{classifier}+{loss}"
+            if echo:  # a line per configuration: logs of long runs are never silent for long
+                print(
+                    f"  {name}: {entry['iterations']} iterations, {entry['seconds']:.1f} s, "
+                    f"gap {entry['gap']:.2e}",
+                    flush=True,
+                )
             geometry |= {f"{name}.{key}": value for key, value in geo.items()}
             rows += [
-                (name, int(i), f"{s:.6f}", repr(float(f)), repr(float(f - entry["optimum"])))
+                (name, int(i), f"{s:.6f}", repr(float(f)), repr(float(f - entry["lower_bound"])))
                 for i, s, f in zip(
                     hist["iteration"], hist["seconds"], hist["objective"], strict=True
                 )
@@ -317,6 +411,7 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
         "minority": profile.minority.tolist(),
         "config": asdict(cfg),
         "runs": runs,
+        "converged": all(r["converged"] for r in runs),
         "seconds": time.perf_counter() - start,
         "version": code_version(),
     }
@@ -355,7 +450,9 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
     )
     p.add_argument("--classes", type=int, default=d.classes, help="number of classes K")
     p.add_argument("--n-max", type=int, default=d.n_max, help="samples of the largest class")
-    p.add_argument("--profile", choices=("exp", "step"), default=d.profile)
+    p.add_argument(
+        "--profile", choices=("exp", "step"), default=d.profile, help="class-count profile"
+    )
     p.add_argument(
         "--minority-classes",
         type=int,
@@ -370,7 +467,7 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
         "--classifiers", default=",".join(d.classifiers), help="comma list of etf, learnable"
     )
     p.add_argument("--solver", default=d.solver, help=f"one of {', '.join(SOLVERS)}")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="random start and ETF rotation")
     p.add_argument("--tol", type=float, default=d.tol, help="gap tolerance, x max(1, |optimum|)")
     p.add_argument(
         "--grad-tol",
@@ -378,9 +475,11 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
         default=d.grad_tol,
         help="stationarity: gradient-mapping norm to reach as well",
     )
-    p.add_argument("--max-iter", type=int, default=d.max_iter)
+    p.add_argument(
+        "--max-iter", type=int, default=d.max_iter, help="iterations per configuration at most"
+    )
     p.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto")
-    p.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES))
+    p.add_argument("--dtype", default=d.dtype, choices=tuple(DTYPES), help="solver precision")
     p.add_argument(
         "--threads",
         type=int,
@@ -402,6 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # files are atomic: a stopped run simply has no summary.json
+        print(
+            "\nufm.simulate: interrupted; the run folder has no summary.json (run it again "
+            "with a new --out)",
+            file=sys.stderr,
+        )
+        return 130
     return 0
 
 

@@ -106,9 +106,10 @@ def test_bad_arguments_one_clear_line(
     assert not (tmp_path / "bad").exists()  # checked before anything is written
 
 
-def test_killed_run_leaves_no_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_killed_run_leaves_no_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "killed"
-    assert simulate.main([*SMALL, "--out", str(out)]) == 0  # an earlier complete run here
     calls = []
 
     def dying(*args, **kwargs):
@@ -119,9 +120,10 @@ def test_killed_run_leaves_no_summary(tmp_path: Path, monkeypatch: pytest.Monkey
 
     real = simulate.run_configuration
     monkeypatch.setattr(simulate, "run_configuration", dying)
-    with pytest.raises(KeyboardInterrupt):
-        simulate.main([*SMALL, "--out", str(out)])
-    assert not (out / "summary.json").exists()  # neither stale nor half-written
+    assert simulate.main([*SMALL, "--out", str(out)]) == 130  # Ctrl-C: a message, no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "interrupted" in err[0]
+    assert not (out / "summary.json").exists()  # not half-written
     assert not list(out.glob(".*.tmp"))
     json.loads((out / "config.json").read_text())  # whatever exists is whole
 
