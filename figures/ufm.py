@@ -68,7 +68,8 @@ def _convergence_caption(run: UfmRun) -> str:
         parts.append(f"{config_label(name)}: f* = {e['optimum']:.6g}, {e['optimum_source']}{extra}")
     tol = run.config.get("tol")
     return (
-        f"Objective gap f − f* (nats per sample) from a random start, solver "
+        f"Certified gap f − f_low (f_low: a certified lower bound on f*; nats per sample) "
+        f"from a random start, solver "
         f"'{run.config.get('solver', '?')}', stopping tolerance {tol:g}. "
         + "; ".join(parts)
         + f". Gaps at or below {GAP_FLOOR:g} are drawn at {GAP_FLOOR:g}."

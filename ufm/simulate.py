@@ -218,22 +218,28 @@ def solution_geometry(problem: Problem, x: Vars) -> dict[str, np.ndarray]:
 
 
 def feature_distances(
-    cfg: SimulateConfig, problem: Problem, x: Vars, loss: str, gap: float
+    cfg: SimulateConfig, problem: Problem, x: Vars, loss: str, objective: float, lower: float
 ) -> tuple[float | None, float | None]:
     """(certified, measured) root-mean-square distance sqrt((1/N) sum_i ||h_i - h*_i||^2) of the
     features to Theorem 1's minimizer, on the fixed-ETF problem (None elsewhere).
 
-    The certified one follows from `gap` and the loss's growth around h*
-    (`ufm.theory.etf_feature_distance_bound`: of order gap^(1/2) for CE, gap^(1/4) for DR).
+    The certified one follows from the gap objective - lower and the loss's growth around h*
+    (`ufm.theory.etf_feature_distance_bound`: of order gap^(1/2) for CE, gap^(1/4) for DR); the
+    gap is first raised by the rounding of the two values (eps (8 + log2 N) max(|f|, |f*|), the
+    error of a pairwise sum of N terms), so that the distance stays an upper bound at gaps near
+    rounding.
     """
     if not isinstance(problem, FixedETFModel) or problem.constraint != "sample":
         return None, None
+    eps = torch.finfo(problem.dtype).eps
+    rounding = eps * (8 + math.log2(problem.num_samples)) * max(abs(objective), abs(lower))
+    gap = max(objective - lower, 0.0) + rounding
     weight = 1.0
     if loss == "dr-balanced":  # full-set weights gamma / n_k, gamma = N / K
         weight = problem.num_samples / (problem.num_classes * int(problem.counts.max()))
     try:
         certified = etf_feature_distance_bound(
-            loss, max(gap, 0.0), problem.num_classes, cfg.e_w, cfg.e_h, weight
+            loss, gap, problem.num_classes, cfg.e_w, cfg.e_h, weight
         )
     except ValueError:  # a loss without a known growth bound
         certified = None
@@ -284,7 +290,9 @@ def run_configuration(
             f"reference ({ref['source']}) is not this problem's"
         )
     within_tol = gap <= cfg.tol * max(1.0, abs(lower))
-    certified_distance, feature_distance = feature_distances(cfg, problem, result.x, loss, gap)
+    certified_distance, feature_distance = feature_distances(
+        cfg, problem, result.x, loss, result.objective, lower
+    )
     entry = {
         "classifier": classifier,
         "loss": loss,
@@ -497,7 +505,7 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
-        run_simulation(cfg)
+        _, summary = run_simulation(cfg)
     except (ValueError, RuntimeError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -508,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    line = not_converged_line(summary["runs"])
+    if line:
+        print(line, file=sys.stderr)
+        return EXIT_NOT_CONVERGED
     return 0
 
 

@@ -14,6 +14,7 @@ from scipy.optimize import brentq
 __all__ = [
     "balanced_regularized_optimum",
     "class_averaged_etf_optimum",
+    "etf_feature_distance_bound",
     "etf_margin_loss",
     "hong_ling_threshold",
     "seli_classifier_gram",
@@ -40,6 +41,45 @@ def theorem1_value(num_classes: int, e_w: float, e_h: float) -> float:
     (Fang et al. 2021): 0.5597815 for K = 10, E_W = 1, E_H = 5.
     """
     return etf_margin_loss(num_classes, e_w, math.sqrt(e_h))
+
+
+def etf_feature_distance_bound(
+    loss: str, gap: float, num_classes: int, e_w: float, e_h: float, weight: float = 1.0
+) -> float:
+    """What an objective gap proves about the features of the fixed-ETF decoupled LPM.
+
+    For feasible H (||h_i||^2 <= E_H) whose mean objective f(H) = (1/N) sum_i l(h_i) is within
+    `gap` of the optimum, a bound on the root-mean-square distance to Theorem 1's minimizer,
+    sqrt((1/N) sum_i ||h_i - h*_i||^2), h*_i = sqrt(E_H/E_W) w*_{y_i}, from the growth of each
+    per-sample loss around h* (c = sqrt(E_W E_H)):
+
+    - "ce", quadratic growth: the KKT multiplier nu = ||grad CE(h*)|| / (2 sqrt(E_H)) > 0 makes
+      the Lagrangian 2 nu-strongly convex, so l(h) - l* >= nu ||h - h*||^2 on the ball, with
+      ||grad CE(h*)|| = (1 - p) K sqrt(E_W) / (K-1), p = 1 / (1 + (K-1) exp(-K c / (K-1)));
+      bound sqrt(gap / nu).
+    - "dr", quartic growth (the optimal hyperplane w*_k^T h = c touches the ball only at h*):
+      w*_k^T (h - h*) <= -sqrt(E_W/E_H) ||h - h*||^2 / 2, hence
+      DR(h) >= E_W ||h - h*||^4 / (8 E_H c); bound (8 E_H c gap / E_W)^(1/4) (a bound on the
+      mean fourth power, hence on the root mean square).
+    - "dr-balanced": DR with per-sample weights >= `weight` (> 0): the "dr" bound of gap/weight.
+
+    A gap of 1e-9 certifies ~1e-4 for CE but only ~1e-2 for DR (K = 10, E_W = 1, E_H = 5).
+    Source: ../shared/DESIGN.md section 4 (the growth bounds); Yang et al. 2022 (Theorems 1-2).
+    """
+    if not (math.isfinite(gap) and gap >= 0):
+        raise ValueError(f"gap must be a finite number >= 0, got {gap!r}")
+    if not weight > 0:
+        raise ValueError(f"weight must be > 0, got {weight!r}")
+    k = num_classes
+    c = math.sqrt(e_w * e_h)
+    if loss == "ce":
+        tail = (k - 1) * math.exp(-k * c / (k - 1))
+        grad_norm = tail / (1 + tail) * k * math.sqrt(e_w) / (k - 1)
+        return math.sqrt(gap / (grad_norm / (2 * math.sqrt(e_h))))
+    if loss in ("dr", "dr-balanced"):
+        scaled = gap if loss == "dr" else gap / weight
+        return (8 * e_h * c * scaled / e_w) ** 0.25
+    raise ValueError(f"no growth bound for loss {loss!r}; known: ce, dr, dr-balanced")
 
 
 def class_averaged_etf_optimum(

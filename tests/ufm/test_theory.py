@@ -6,9 +6,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from ufm.etf import etf_gram
+from ufm.problems import FixedETFModel
 from ufm.theory import (
+    etf_feature_distance_bound,
     etf_margin_loss,
     hong_ling_threshold,
     seli_classifier_gram,
@@ -57,3 +60,53 @@ def test_seli_geometry_properties() -> None:
     assert norms[:3].min() > norms[3:].max()  # majority classifiers are longer
     z = seli_mean_logits(7)
     np.testing.assert_allclose(z.sum(0), 0.0, atol=1e-14)
+
+
+def _rms_distance(problem: FixedETFModel, h: torch.Tensor) -> float:
+    return float(((h - problem.optimal_features()) ** 2).sum(1).mean().sqrt())
+
+
+@pytest.mark.parametrize("loss", ["ce", "dr"])
+@pytest.mark.parametrize("scale", [1e-4, 1e-2, 0.3])
+def test_feature_distance_bound_holds_for_feasible_points(loss: str, scale: float) -> None:
+    """Random feasible H near h* (inside the ball and on the sphere): the distance the gap
+    certifies is never below the true root-mean-square distance."""
+    p = FixedETFModel([30, 9, 4, 2], 6, loss=loss, e_w=1.3, e_h=2.0)
+    gen = torch.Generator().manual_seed(int(1 / scale))
+    h_star = p.optimal_features()
+    for shrink in (1.0, 1 - scale):  # on the sphere, and strictly inside
+        h = p.project(
+            (h_star + scale * torch.randn(h_star.shape, generator=gen, dtype=h_star.dtype),)
+        )[0]
+        h = h * shrink
+        gap = p.objective((h,)) - p.optimum()
+        assert gap > 0
+        bound = etf_feature_distance_bound(loss, gap, 4, 1.3, 2.0)
+        assert _rms_distance(p, h) <= bound * (1 + 1e-9)
+
+
+def test_dr_bound_is_exact_on_the_sphere_and_quartic() -> None:
+    """On ||h|| = sqrt(E_H) at angle theta, DR = c (1 - cos theta)^2 / 2 and the bound equals
+    ||h - h*||: the gap certifies only its fourth root. CE's bound is of the gap's square root."""
+    k, e_w, e_h = 5, 1.0, 5.0
+    p = FixedETFModel([1] * k, k, loss="dr", e_w=e_w, e_h=e_h)
+    h_star = p.optimal_features()
+    ortho = torch.linalg.svd(h_star, full_matrices=True)[2][-1]  # a unit vector _|_ every w*_k
+    for theta in (1e-3, 1e-2, 0.2):
+        h = math.cos(theta) * h_star + math.sin(theta) * math.sqrt(e_h) * ortho
+        gap = p.objective((h,))
+        assert gap == pytest.approx(math.sqrt(e_w * e_h) * (1 - math.cos(theta)) ** 2 / 2, rel=1e-6)
+        bound = etf_feature_distance_bound("dr", gap, k, e_w, e_h)
+        assert bound == pytest.approx(_rms_distance(p, h), rel=1e-6)
+    assert etf_feature_distance_bound("dr", 1e-8, k, e_w, e_h) == pytest.approx(
+        10 * etf_feature_distance_bound("dr", 1e-12, k, e_w, e_h)
+    )
+    assert etf_feature_distance_bound("ce", 1e-8, k, e_w, e_h) == pytest.approx(
+        100 * etf_feature_distance_bound("ce", 1e-12, k, e_w, e_h)
+    )
+    balanced = etf_feature_distance_bound("dr-balanced", 1e-8, k, e_w, e_h, weight=0.5)
+    assert balanced == pytest.approx(etf_feature_distance_bound("dr", 2e-8, k, e_w, e_h))
+    with pytest.raises(ValueError, match="no growth bound"):
+        etf_feature_distance_bound("hinge", 1e-8, k, e_w, e_h)
+    with pytest.raises(ValueError, match="gap"):
+        etf_feature_distance_bound("ce", -1.0, k, e_w, e_h)
