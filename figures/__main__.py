@@ -22,6 +22,7 @@ from figures.runs import FigureDataError, detect_kind
 from figures.sweeps import SIZES, SWEEPS, run_sweep
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
 from figures.ufm import draw_ufm_run
+from ufm.io import check_output_dir
 
 __all__ = ["main"]
 
@@ -107,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweeps = _sweep_names(args.sweep)
     several = len(sweeps) + len(args.runs) > 1
     try:
+        if args.out is not None:  # before any run is read or sweep computed
+            check_output_dir(args.out, "--out")
         paths = _draw_runs(args.runs, args.out, len(sweeps))
         paths += _draw_sweeps(sweeps, args, several)
     except (FigureDataError, FileNotFoundError, ValueError, RuntimeError) as err:

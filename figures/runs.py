@@ -13,6 +13,7 @@ so that the command line can print one line instead of a traceback.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,29 @@ def _key(obj: dict[str, Any], key: str, where: Path) -> Any:
 
 
 def _read_csv(path: Path, what: str) -> list[dict[str, str]]:
-    with _require(path, what).open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
+    """Rows of a CSV written by this package; a row cut short or padded (a copy or a write
+    interrupted mid-row, an edit) is an error naming its line, never a point on a figure."""
+    try:
+        text = _require(path, what).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise FigureDataError(f"{path}: cannot be read as UTF-8 text ({err})") from None
+    if text and not text.endswith("\n"):  # every writer here ends each row with a newline
+        line = text.count("\n") + 1
+        raise FigureDataError(
+            f"{path}, line {line}: the last row is cut short (no line end); the file was "
+            f"truncated: restore it or delete that line"
+        )
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for row in reader:
+        if None in row or None in row.values():
+            fields = sum(v is not None for k, v in row.items() if k is not None)
+            fields += len(row.get(None) or [])
+            raise FigureDataError(
+                f"{path}, line {reader.line_num}: {fields} fields where the header has "
+                f"{len(reader.fieldnames or [])}; the file was cut or edited"
+            )
+        rows.append(row)
     if not rows:
         raise FigureDataError(f"{path}: no rows; {what}")
     return rows
