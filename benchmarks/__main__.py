@@ -1,7 +1,8 @@
-"""`python -m benchmarks [NAME ...]`: run every benchmark module (or the named ones) in turn.
+"""`python -m benchmarks [NAME ...] [-- ARGS]`: run every benchmark module (or the named ones).
 
 A benchmark is a module of this package with a `main(argv: list[str]) -> int` function; extra
-arguments after `--` are passed to each.
+arguments after `--`, or from the first one that starts with `-` (`python -m benchmarks gpu
+--tiny`), are passed to each. `gpu`, the one-shot check of a GPU slot, runs only when named.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 
 import benchmarks
 
+ONLY_WHEN_NAMED = {"gpu"}
+
 
 def available() -> list[str]:
     return sorted(
@@ -20,11 +23,16 @@ def available() -> list[str]:
     )
 
 
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Benchmark names, and the arguments for them: after `--` or from the first `-option`."""
+    first = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    extra = argv[first + 1 :] if argv[first : first + 1] == ["--"] else argv[first:]
+    return argv[:first], extra
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    names, extra = (
-        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
-    )
+    names, extra = _split(argv)
     unknown = sorted(set(names) - set(available()))
     if unknown:
         print(
@@ -33,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     status = 0
-    for name in names or available():
+    for name in names or [n for n in available() if n not in ONLY_WHEN_NAMED]:
         print(f"=== {name} ===", flush=True)
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.{name}")

@@ -130,8 +130,9 @@ def _reference_batches(s: Session, workers: int) -> Iterator[TrainBatch]:
             yield TrainBatch(lam * x + (1 - lam) * x[index], y, y[index], lam)
 
 
-def _rate(s: Session, batches: Iterator[TrainBatch], steps: int) -> float:
-    """Images per second over `steps` SGD steps (after the device has caught up)."""
+def images_per_second(s: Session, batches: Iterator[TrainBatch], steps: int) -> float:
+    """Images per second over `steps` SGD steps of `s.step` on `batches`, from a caught-up
+    device to the end of the last step (one host synchronisation at each end)."""
     _sync(s)
     start = time.perf_counter()
     float(train_steps(s, itertools.islice(batches, steps)))  # .item() waits for the device
@@ -143,7 +144,8 @@ def _sync(s: Session) -> None:
         torch.cuda.synchronize(s.device)
 
 
-def _ours(s: Session) -> Iterator[TrainBatch]:
+def pipeline_batches(s: Session) -> Iterator[TrainBatch]:
+    """The training stream of `s`, epoch after epoch, without end: pipeline (a)."""
     while True:
         yield from s.stream.epoch()
 
@@ -153,16 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     s = _session(args)
     resident = next(s.stream.epoch())
     pipelines = {
-        "(a) pipeline": _ours(s),
+        "(a) pipeline": pipeline_batches(s),
         "(b) raw step": itertools.repeat(resident),
         "(c) DataLoader": _reference_batches(s, args.workers),
     }
     for batches in pipelines.values():  # warm-up: kernels, caches, worker start
-        _rate(s, batches, 3)
+        images_per_second(s, batches, 3)
     rates: dict[str, list[float]] = {name: [] for name in pipelines}
     for _ in range(args.rounds):
         for name, batches in pipelines.items():
-            rates[name].append(_rate(s, batches, args.steps))
+            rates[name].append(images_per_second(s, batches, args.steps))
     _report(s, args, {name: statistics.median(r) for name, r in rates.items()})
     _nc_cost(s, statistics.median(rates["(a) pipeline"]), args.rounds)
     return 0
@@ -182,9 +184,9 @@ def _report(s: Session, args: argparse.Namespace, rate: dict[str, float]) -> Non
     print(f"  a/b = {a / b:.3f} (target >= 0.9)   a/c = {a / c:.3f} (target >= 1.2)")
 
 
-def _nc_cost(s: Session, images_per_second: float, repeats: int) -> None:
+def _nc_cost(s: Session, rate: float, repeats: int) -> None:
     """Median time of the NC evaluation (features of the training subset and the metrics)."""
-    epoch = s.stream.steps_per_epoch * s.cfg.optim.batch_size / images_per_second
+    epoch = s.stream.steps_per_epoch * s.cfg.optim.batch_size / rate  # [s]
     evaluate_epoch(s, with_nc=True)  # warm-up
     runs = [evaluate_epoch(s, with_nc=True) for _ in range(repeats)]
     nc = statistics.median(r["nc_seconds"] for r in runs)

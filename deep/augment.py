@@ -148,7 +148,7 @@ class TrainStream:
         perm = torch.randperm(len(self.images), generator=self.order)
         u = torch.rand(steps, generator=self.order, dtype=torch.float64).numpy()
         lams = beta_quantile(self.mixup_alpha, u) if self.mixup_alpha > 0 else np.ones(steps)
-        perm = perm.to(self.images.device)
+        perm = _to_device(perm, self.images.device)
         for step in range(steps):
             start = step * self.batch_size + self.rank * self.local
             yield self._batch(perm[start : start + self.local], float(lams[step]))
@@ -170,6 +170,13 @@ class TrainStream:
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         self.order.set_state(state["order"])
         self.augment.set_state(state["augment"])
+
+
+def _to_device(t: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on `device`; to a GPU from pinned memory, so that the host does not wait."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def _to_nchw(x: Tensor, channels_last: bool) -> Tensor:

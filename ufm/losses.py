@@ -70,9 +70,14 @@ def batch_balanced_weights(
     The weighting of Yang et al.'s released code for DR on long-tailed data. The weights of a
     batch average to 1. y (B,) -> (B,).
     """
-    batch_counts = torch.bincount(y, minlength=num_classes).to(torch.float64)  # (K,)
-    gamma = y.numel() / int((batch_counts > 0).sum())
-    return (gamma / batch_counts[y]).to(dtype)
+    # Nothing here is read on the host, which would make every training step on a GPU wait:
+    # the counts come from index_add_ (CUDA's bincount reads the largest label on the host)
+    # and the number of classes present stays a device tensor.
+    ones = torch.ones(y.shape, dtype=torch.float64, device=y.device)
+    batch_counts = torch.zeros(num_classes, dtype=torch.float64, device=y.device)
+    batch_counts.index_add_(0, y, ones)  # (K,)
+    present = (batch_counts > 0).sum(dtype=torch.float64)  # ()
+    return (y.numel() / present / batch_counts[y]).to(dtype)
 
 
 @dataclass(frozen=True)
