@@ -28,6 +28,7 @@ independent cross-checks for small K.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ufm.grouped import GroupedLPM, full_certificate
 from ufm.losses import cross_entropy
 from ufm.problems import Vars, _check_counts, _check_positive
 from ufm.solvers import SolveResult, accelerated_gradient
@@ -270,6 +272,17 @@ class ConvexResult:
         return (u * root * balance) @ frame, (vh.T * root / balance) @ frame
 
 
+def _check_certified(
+    value: float, bound: float, tol: float, iterations: int, seconds: float, what: str
+) -> None:
+    gap = (value - bound) / max(abs(bound), 1e-300)
+    if not gap <= tol:
+        raise RuntimeError(
+            f"{what}: not certified after {iterations} iterations ({seconds:.1f} s): "
+            f"relative gap {gap:.2e} > tol {tol:.1e}; raise max_iter or loosen tol"
+        )
+
+
 def _certified_solve(
     problem: NuclearBallLPM | NuclearPenaltyUFM,
     *,
@@ -310,20 +323,43 @@ def solve_lpm_convex(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    grouped: bool = True,
 ) -> ConvexResult:
-    """Certified optimum of the LPM (cross-entropy) to relative gap `tol`; raises if not reached."""
-    problem = NuclearBallLPM(counts, e_w, e_h, dtype=dtype, device=device)
-    res, bound = _certified_solve(
-        problem,
+    """Certified optimum of the LPM (cross-entropy) to relative gap `tol`; raises if not reached.
+
+    grouped=True solves in the algebra of classes with equal counts (`ufm.grouped`: an m x m
+    eigendecomposition per step, m the number of distinct counts, instead of a K x K SVD) and
+    certifies the full K x K matrix returned; grouped=False iterates on the K x K matrix.
+    """
+    if not grouped:
+        problem = NuclearBallLPM(counts, e_w, e_h, dtype=dtype, device=device)
+        res, bound = _certified_solve(
+            problem,
+            tol=tol,
+            max_iter=max_iter,
+            max_seconds=max_seconds,
+            seed=seed,
+            what="LPM convex form",
+        )
+        return ConvexResult(
+            res.x[0].T, None, res.objective, bound, res.iterations, res.seconds, res.history
+        )
+    reduced = GroupedLPM(counts, e_w, e_h, dtype=dtype, device=device)
+    res, _ = _certified_solve(
+        reduced,
         tol=tol,
         max_iter=max_iter,
         max_seconds=max_seconds,
         seed=seed,
         what="LPM convex form",
     )
-    return ConvexResult(
-        res.x[0].T, None, res.objective, bound, res.iterations, res.seconds, res.history
-    )
+    start = time.perf_counter()
+    with torch.no_grad():
+        zt = reduced.full(res.x)  # (K, K)
+        value, bound = full_certificate(zt, reduced.counts, reduced.radius, reduced.groups)
+    seconds = res.seconds + time.perf_counter() - start
+    _check_certified(value, bound, tol, res.iterations, seconds, "LPM convex form")
+    return ConvexResult(zt.T, None, value, bound, res.iterations, seconds, res.history)
 
 
 def solve_regularized_convex(

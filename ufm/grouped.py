@@ -1,0 +1,258 @@
+"""The LPM's convex form reduced by the symmetry of classes with equal counts.
+
+Classes with the same count n_k are interchangeable: permuting them (rows and columns of Z
+together) leaves f(Z) = sum_k (n_k/N) CE(z_k, k) and ||Z||_* unchanged, so averaging any optimum
+over those permutations gives an optimum in the fixed-point algebra
+
+    Z = U Q U^T + sum_a alpha_a (I_a - u_a u_a^T),
+
+where the m groups G_a have sizes s_a, u_a = 1_{G_a} / sqrt(s_a), U = [u_1 .. u_m] (K, m),
+Q (m, m) and I_a the identity on G_a. Its singular values are those of Q and |alpha_a| with
+multiplicity s_a - 1, so ||Z||_* = ||Q||_* + sum_a (s_a - 1) |alpha_a|. In the coordinates
+(Q, a) with a_a = sqrt(s_a - 1) alpha_a the embedding is an isometry (||Z||_F^2 = ||Q||_F^2 +
+||a||^2): projected gradient steps in (Q, a) are exactly those of the K x K problem from a
+symmetric point, at the cost of an m x m eigendecomposition instead of a K x K SVD. The
+exponential profile of ImageNet-LT (K = 1,000, n_max = 1,280, rho = 256) has m = 529 distinct
+counts, iNaturalist's size (K = 8,142, n_max = 1,000, rho = 500) has m = 999, a step profile 2.
+
+The certificate is computed on the full K x K matrix: for any Z and G = grad f(Z),
+f* >= f(Z) - <G, Z> - r ||G||_op (convexity), and ||G||_op <= ||P G||_op + ||G - P G||_F with
+P the orthogonal projection onto the algebra, whose op norm max(||G_Q||_op, max_a |g_alpha_a|) is
+exact. So the bound holds in float64 whether or not the iterate is exactly symmetric.
+
+Rows are classes: Zt = Z^T, row k = logits of class k's mean (as in `ufm.convex`); the algebra
+is closed under transposition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ufm.problems import Vars, _check_counts, _check_positive
+
+__all__ = ["ClassGroups", "GroupedLPM", "full_certificate"]
+
+
+@dataclass(frozen=True)
+class ClassGroups:
+    """Classes grouped by equal count: `index[k]` = group of class k, `sizes[a]` = s_a,
+    `counts[a]` = the count n of group a (groups in order of first appearance)."""
+
+    index: np.ndarray  # (K,) int64
+    sizes: np.ndarray  # (m,) int64
+    counts: np.ndarray  # (m,) int64
+
+    @classmethod
+    def from_counts(cls, counts: Sequence[int] | np.ndarray) -> ClassGroups:
+        arr = _check_counts(counts)
+        values, first, index = np.unique(arr, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # group a = a-th distinct count met
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        index = rank[index.reshape(-1)]
+        return cls(index, np.bincount(index), values[order])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index)
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.sizes)
+
+    def expand(self, q: Tensor, a: Tensor) -> Tensor:
+        """The K x K matrix U Q U^T + sum_a alpha_a (I_a - u_a u_a^T), alpha = a/sqrt(s - 1)."""
+        s = torch.as_tensor(self.sizes, dtype=q.dtype, device=q.device)
+        alpha = _alpha(a, s)
+        block = q / torch.sqrt(s[:, None] * s[None, :]) - torch.diag(alpha / s)  # (m, m)
+        idx = torch.as_tensor(self.index, device=q.device)
+        full = block[idx][:, idx]  # (K, K)
+        full.diagonal().add_(alpha[idx])
+        return full
+
+    def reduce(self, full: Tensor) -> tuple[Tensor, Tensor]:
+        """The coordinates (Q, a) of the orthogonal projection of `full` (K, K) on the algebra."""
+        m = self.num_groups
+        idx = torch.as_tensor(self.index, device=full.device)
+        s = torch.as_tensor(self.sizes, dtype=full.dtype, device=full.device)
+        rows = torch.zeros(m, full.shape[1], dtype=full.dtype, device=full.device)
+        rows.index_add_(0, idx, full)  # (m, K)
+        sums = torch.zeros(m, m, dtype=full.dtype, device=full.device)
+        sums.index_add_(1, idx, rows)  # (m, m): block sums
+        q = sums / torch.sqrt(s[:, None] * s[None, :])
+        trace = torch.zeros(m, dtype=full.dtype, device=full.device)
+        trace.index_add_(0, idx, full.diagonal())
+        a = torch.where(s > 1, (trace - q.diagonal()) / torch.sqrt((s - 1).clamp_min(1)), 0.0)
+        return q, a
+
+
+def _alpha(a: Tensor, s: Tensor) -> Tensor:
+    """alpha_a = a_a / sqrt(s_a - 1) (0 for singleton groups)."""
+    return torch.where(s > 1, a / torch.sqrt((s - 1).clamp_min(1)), 0.0)
+
+
+def algebra_op_norm(q: Tensor, a: Tensor, sizes: Tensor, svd: bool = False) -> float:
+    """||U Q U^T + sum alpha_a (I_a - u_a u_a^T)||_op = max(||Q||_op, max_{s_a > 1} |alpha_a|);
+    ||Q||_op from an SVD (svd=True) or, faster, from the top eigenvalue of Q^T Q."""
+    if svd:
+        top = float(torch.linalg.matrix_norm(q, ord=2))
+    else:
+        top = float(torch.linalg.eigvalsh(q.T @ q)[-1].clamp_min(0).sqrt())
+    alpha = _alpha(a, sizes).abs()
+    return max(top, float(alpha.max())) if alpha.numel() else top
+
+
+def _right_spectrum(q: Tensor) -> tuple[Tensor, Tensor]:
+    """(s, V): singular values and right singular vectors of Q from the eigendecomposition of
+    Q^T Q (about twice as fast as an SVD on a CPU; s is accurate to eps ||Q||^2 / s)."""
+    lam, v = torch.linalg.eigh(q.T @ q)
+    return lam.clamp_min(0).sqrt(), v
+
+
+def _shrink_spectrum(q: Tensor, s: Tensor, v: Tensor, tau: float) -> Tensor:
+    """Q V diag((1 - tau/s)_+) V^T: the singular values s of Q soft-thresholded by tau."""
+    kept = s > tau
+    v = v[:, kept]  # only the directions that survive: at an optimum often about half
+    return ((q @ v) * (1 - tau / s[kept])) @ v.T
+
+
+def _threshold(values: Tensor, weights: Tensor, radius: float) -> float:
+    """tau >= 0 with sum_j weights_j (values_j - tau)_+ = radius (values >= 0, weights > 0);
+    requires sum_j weights_j values_j > radius."""
+    v, order = torch.sort(values, descending=True)
+    c = weights[order]
+    cum_c = torch.cumsum(c, 0)
+    tau_all = (torch.cumsum(c * v, 0) - radius) / cum_c
+    last = int(torch.nonzero(v > tau_all).max())
+    return float(tau_all[last])
+
+
+@dataclass
+class GroupedLPM:
+    """The LPM's convex form (`ufm.convex.NuclearBallLPM`) in the coordinates (Q, a) of the
+    algebra of classes with equal counts (module docstring); same interface."""
+
+    counts: Sequence[int] | np.ndarray
+    e_w: float = 1.0
+    e_h: float = 5.0
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self) -> None:
+        self.groups = ClassGroups.from_counts(self.counts)
+        self.counts = _check_counts(self.counts)
+        self.e_w = _check_positive(self.e_w, "E_W")
+        self.e_h = _check_positive(self.e_h, "E_H")
+        self.radius = len(self.counts) * math.sqrt(self.e_w * self.e_h)
+        opts = {"dtype": self.dtype, "device": self.device}
+        self.sizes = torch.as_tensor(self.groups.sizes, **opts)  # (m,) s_a
+        n = torch.as_tensor(self.groups.counts, **opts)
+        self.weights = n / float(np.sum(self.counts))  # (m,) w_a = n_a / N, per class
+        # log of the multiplicity of each non-target logit: s_b classes, s_a - 1 in the own group
+        mult = self.sizes[None, :] - torch.eye(len(n), **opts)  # (m, m)
+        self.log_mult = torch.where(mult > 0, mult.clamp_min(1).log(), -math.inf)
+        self.root = self.sizes.sqrt()
+
+    def with_dtype(self, dtype: torch.dtype) -> GroupedLPM:
+        return dataclasses.replace(self, counts=self.counts, dtype=dtype)
+
+    def random_start(self, seed: int) -> Vars:
+        gen = torch.Generator().manual_seed(seed)
+        m = self.groups.num_groups
+        q = torch.randn(m, m, generator=gen, dtype=torch.float64)
+        a = torch.randn(m, generator=gen, dtype=torch.float64) * (self.sizes.cpu() > 1)
+        scale = 0.1 * self.radius / math.sqrt(float((q * q).sum() + (a * a).sum()))
+        return tuple((v * scale).to(self.dtype).to(self.device) for v in (q, a))
+
+    def _logits(self, x: Vars) -> tuple[Tensor, Tensor]:
+        """L (m, m): logit of any class of group b != own for a class of group a; t (m,): the
+        target logit. L_ab = Q_ab / sqrt(s_a s_b) - [a = b] alpha_a / s_a, t_a = L_aa + alpha_a."""
+        q, a = x
+        alpha = _alpha(a, self.sizes)
+        logits = q / (self.root[:, None] * self.root[None, :]) - torch.diag(alpha / self.sizes)
+        return logits, logits.diagonal() + alpha
+
+    def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
+        logits, target = self._logits(x)
+        shifted = logits + self.log_mult  # (m, m): log of the summed exp over group b
+        top = torch.maximum(shifted.max(1).values, target)  # (m,)
+        mass = torch.exp(shifted - top[:, None])
+        p_target = torch.exp(target - top)
+        total = mass.sum(1) + p_target
+        mass /= total[:, None]  # (m, m): probability mass on group b (target excluded)
+        p_target /= total  # (m,)
+        w = self.weights
+        value = (self.sizes * w * (top + total.log() - target)).sum()
+        # G_Q = diag(w sqrt(s)) P diag(1/sqrt(s)) + diag(w (p_t - 1)); g_a = sqrt(s - 1) g_alpha
+        g_q = (w * self.root)[:, None] * mass / self.root[None, :]
+        g_q.diagonal().add_(w * (p_target - 1))
+        other = mass.diagonal() / (self.sizes - 1).clamp_min(1)  # prob. of one other member
+        g_a = torch.sqrt(self.sizes - 1) * w * (p_target - 1 - other)
+        return value, (g_q, g_a)
+
+    def smooth_value(self, x: Vars) -> float:
+        return float(self.value_and_grad(x)[0])
+
+    def penalty(self, x: Vars) -> float:
+        return 0.0
+
+    def objective(self, x: Vars) -> float:
+        return self.smooth_value(x)
+
+    def nuclear_norm(self, x: Vars) -> float:
+        q, a = x
+        return float(torch.linalg.svdvals(q).sum() + (torch.sqrt(self.sizes - 1) * a.abs()).sum())
+
+    def prox(self, x: Vars, step: float) -> Vars:
+        """Projection on ||Z||_* <= r: every singular value of Z shrunk by one tau."""
+        q, a = x
+        lam, v = _right_spectrum(q)  # (m,), (m, m)
+        multiple = self.sizes > 1
+        values = torch.cat([lam, _alpha(a, self.sizes).abs()[multiple]])
+        weights = torch.cat([torch.ones_like(lam), (self.sizes - 1)[multiple]])
+        if float((values * weights).sum()) <= self.radius:
+            return q, a
+        tau = _threshold(values, weights, self.radius)
+        shrunk = torch.clamp(a.abs() - tau * torch.sqrt(self.sizes - 1), min=0.0)
+        return _shrink_spectrum(q, lam, v, tau), torch.sign(a) * shrunk
+
+    def smoothness(self) -> float:
+        return float(self.weights.max()) / 2  # Böhning: Hess CE <= (I - 1 1^T/K)/2
+
+    def lower_bound(self, x: Vars) -> float:
+        value, (g_q, g_a) = self.value_and_grad(x)
+        inner = (g_q * x[0]).sum() + (g_a * x[1]).sum()
+        return float(value - inner) - self.radius * algebra_op_norm(g_q, g_a, self.sizes)
+
+    def full(self, x: Vars) -> Tensor:
+        """Zt (K, K), row k = logits of class k's mean."""
+        return self.groups.expand(x[0], x[1])
+
+
+def full_certificate(
+    zt: Tensor, counts: Sequence[int] | np.ndarray, radius: float, groups: ClassGroups
+) -> tuple[float, float]:
+    """(f(Z), lower bound on f*) computed on the full Zt (K, K) in its own dtype:
+
+        f* >= f(Z) - <G, Z> - r (||P G||_op + ||G - P G||_F),   G = grad f(Z),
+
+    P the projection on the algebra of `groups` (exact op norm, m x m) and the Frobenius norm of
+    the rest bounding its op norm; valid for any Zt."""
+    from ufm.convex import _weighted_ce
+
+    n = torch.as_tensor(np.asarray(counts), dtype=zt.dtype, device=zt.device)
+    value, g = _weighted_ce(zt, n / n.sum())
+    inner = float((g * zt).sum())
+    g_q, g_a = groups.reduce(g)
+    rest = g
+    rest -= groups.expand(g_q, g_a)  # in place: g is not needed any more
+    sizes = torch.as_tensor(groups.sizes, dtype=zt.dtype, device=zt.device)
+    op = algebra_op_norm(g_q, g_a, sizes, svd=True) + float(torch.linalg.norm(rest))
+    return float(value), float(value) - inner - radius * op
