@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test test-fast checks train bench figures data lint clean
+.PHONY: demo test test-fast checks train bench gpu-check figures data lint clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
@@ -49,6 +49,12 @@ train: $(STAMP) data
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# The prepared check of a GPU slot (python -m benchmarks gpu; README "On a GPU"). It needs no
+# set-up: the .venv when there is one, else python3 with torch; ARGS=--tiny runs it on the CPU.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	PYTHONPATH=. $(GPU_PYTHON) -m benchmarks gpu $(ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -68,7 +68,17 @@ from deep.session import Session, TrainStep, build_session
 from deep.table import Plan
 from ufm.io import atomic_write_json, atomic_write_text, code_version
 
-__all__ = ["FULL", "PARTS", "TINY", "Scale", "main", "run_until"]
+__all__ = [
+    "FULL",
+    "PARTS",
+    "TINY",
+    "Scale",
+    "TrainingRun",
+    "main",
+    "results_markdown",
+    "run_until",
+    "runs_part",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 PARTS = ("tests", "throughput", "paper", "sweep")
@@ -247,6 +257,7 @@ def _runs_md(part: dict[str, Any]) -> list[str]:
             _fmt(nc.get("minority_cosine_h"), "+.3f"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"- {r['name']}: {r['log_tail'][-1]}" for r in part["runs"] if r.get("log_tail")]
     return [*lines, part.get("note", "")]
 
 
@@ -316,7 +327,7 @@ def tests_part(args: argparse.Namespace, scale: Scale, out: Path, deadline: floa
     if outcome["status"] == "stopped":
         status = "stopped at the time limit"
     elif outcome["returncode"] in (0, 5) and not failed:  # 5: nothing selected
-        status = "passed" if counts["passed"] else "nothing ran"
+        status = "passed" if counts["passed"] else "all skipped" if counts["skipped"] else "none"
     else:
         status = "failed"
     shown = shlex.join(["pytest", *command[3:5], *shlex.split(args.tests)])
@@ -498,6 +509,8 @@ def _run_record(run: TrainingRun, outcome: dict, copy_to: Path) -> dict:
     """What the run folder says, and copies of its small files in the results folder."""
     record = {"name": run.name, "command": shlex.join(run.command), **outcome}
     record["wall_s"] = record.pop("seconds")
+    if outcome["status"] != "finished":  # why, in the results themselves
+        record["log_tail"] = _tail(copy_to / "log.txt", 3)
     for name in ("config.yaml", "summary.json", "metrics.csv"):
         if (run.folder / name).is_file():
             shutil.copyfile(run.folder / name, copy_to / name)
@@ -517,6 +530,13 @@ def _run_record(run: TrainingRun, outcome: dict, copy_to: Path) -> dict:
         "images_per_second": summary.get("images_per_second"),
         "device_name": (summary.get("environment") or {}).get("device_name"),
     }
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
 
 
 def _read_summary(path: Path) -> dict | None:

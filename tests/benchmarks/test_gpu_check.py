@@ -183,3 +183,24 @@ def test_benchmark_arguments_follow_the_names() -> None:
     assert _split(["gpu", "--tiny", "--out", "x"]) == (["gpu"], ["--tiny", "--out", "x"])
     assert _split(["a", "b", "--", "--steps", "5"]) == (["a", "b"], ["--steps", "5"])
     assert _split([]) == ([], [])
+
+
+def test_a_failed_training_run_is_reported_with_its_last_words(tmp_path) -> None:
+    run = gpu.TrainingRun("broken", [sys.executable, "-c", "raise SystemExit('boom')"], tmp_path)
+    saved: list[dict] = []
+    part = gpu.runs_part([run], gpu.TINY, tmp_path / "out", time.monotonic() + 120, saved.append)
+    (record,) = part["runs"]
+    assert part["status"] == "0 of 1 finished" and saved[-1] == part
+    assert record["status"] == "failed" and record["returncode"] == 1
+    assert record["log_tail"] == ["boom"]
+    assert "- broken: boom" in gpu.results_markdown(
+        {
+            "device": {"name": "cpu", "torch": "", "cuda": None, "python": ""},
+            "started": "now",
+            "tiny": True,
+            "budget_s": 1.0,
+            "version": {},
+            "command": "python -m benchmarks gpu",
+            "parts": {"paper": part},
+        }
+    )
