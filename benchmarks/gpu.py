@@ -54,7 +54,6 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -473,15 +472,18 @@ def sweep_runs(args: argparse.Namespace, scale: Scale, runs: Path) -> list[Train
     return out
 
 
+# The default sweep: learnable classifier + CE (whose minority classes collapse) against the
+# fixed ETF + DR, in the terminal phase of the `collapse` preset, at the data's full class size.
 _COLLAPSE_METHODS = (("linear", "ce"), ("etf", "dr"))
 
 
 def _sweep_args(args: argparse.Namespace) -> list[str]:
     if args.sweep is not None:
         return args.sweep
-    if "collapse" in PRESETS:
-        return [f"--preset collapse --head {h} --loss {loss}" for h, loss in _COLLAPSE_METHODS]
-    return []
+    if "collapse" not in PRESETS:
+        return []
+    size = "" if args.tiny else " --set data.max_per_class=null"
+    return [f"--preset collapse --head {h} --loss {loss}{size}" for h, loss in _COLLAPSE_METHODS]
 
 
 def runs_part(runs: list[TrainingRun], scale: Scale, out: Path, deadline: float, save) -> dict:
@@ -572,14 +574,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     budget = args.budget if args.budget is not None else scale.budget
     deadline = time.monotonic() + budget
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     out = args.out or Path("runs") / "gpu-check" / stamp / "results"
     runs = args.runs or out.parent / "runs"
     results = Results(out, _header(args, argv, device, budget))
     results.write()
     _say(f"results: {out}")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes, as deep.train sets it
+    if device.type == "cuda":  # as deep.train sets them: fixed shapes, TF32 for fp32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
     if "tests" in parts:
         _part(results, "tests", deadline, lambda: tests_part(args, scale, out, deadline))
     if session is not None:
@@ -684,7 +687,7 @@ def _header(
     cpu_name = platform.processor() or platform.machine()
     return {
         "command": shlex.join(["python", "-m", "benchmarks", "gpu", *(argv or sys.argv[1:])]),
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tiny": args.tiny,
         "budget_s": budget,
         "device": {

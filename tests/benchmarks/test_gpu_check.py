@@ -204,3 +204,22 @@ def test_a_failed_training_run_is_reported_with_its_last_words(tmp_path) -> None
             "parts": {"paper": part},
         }
     )
+
+
+def test_the_default_sweep_is_the_collapse_preset_when_there_is_one(monkeypatch) -> None:
+    from deep.config import PRESETS
+
+    monkeypatch.setitem(PRESETS, "collapse", PRESETS["paper"])
+    full = gpu._sweep_args(gpu.build_parser().parse_args([]))
+    tiny = gpu._sweep_args(gpu.build_parser().parse_args(["--tiny"]))
+    assert [a.split()[:2] for a in full] == [["--preset", "collapse"]] * 2
+    assert {("--head linear --loss ce" in a, "--head etf --loss dr" in a) for a in full} == {
+        (True, False),
+        (False, True),
+    }
+    assert all("data.max_per_class=null" in a for a in full)  # full size on the GPU
+    assert not any("max_per_class" in a for a in tiny)  # the toy size stays toy
+    given = gpu.build_parser().parse_args(["--sweep", "--seed 3"])
+    assert gpu._sweep_args(given) == ["--seed 3"]
+    monkeypatch.delitem(PRESETS, "collapse")
+    assert gpu._sweep_args(gpu.build_parser().parse_args([])) == []
