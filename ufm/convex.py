@@ -43,6 +43,7 @@ from ufm.solvers import SolveResult, accelerated_gradient
 
 __all__ = [
     "ConvexResult",
+    "NotCertifiedError",
     "NuclearBallLPM",
     "NuclearPenaltyUFM",
     "cvxpy_lpm_nuclear",
@@ -272,15 +273,24 @@ class ConvexResult:
         return (u * root * balance) @ frame, (vh.T * root / balance) @ frame
 
 
+class NotCertifiedError(RuntimeError):
+    """A certified solve that stopped (max_iter, max_seconds) before its relative gap reached
+    tol; carries how far it got."""
+
+    def __init__(self, what: str, iterations: int, seconds: float, gap: float, tol: float):
+        super().__init__(
+            f"{what}: not certified after {iterations} iterations ({seconds:.1f} s): "
+            f"relative gap {gap:.2e} > tol {tol:.1e}; raise max_iter or loosen tol"
+        )
+        self.iterations, self.seconds, self.relative_gap, self.tol = iterations, seconds, gap, tol
+
+
 def _check_certified(
     value: float, bound: float, tol: float, iterations: int, seconds: float, what: str
 ) -> None:
     gap = (value - bound) / max(abs(bound), 1e-300)
     if not gap <= tol:
-        raise RuntimeError(
-            f"{what}: not certified after {iterations} iterations ({seconds:.1f} s): "
-            f"relative gap {gap:.2e} > tol {tol:.1e}; raise max_iter or loosen tol"
-        )
+        raise NotCertifiedError(what, iterations, seconds, gap, tol)
 
 
 def _certified_solve(
@@ -305,10 +315,7 @@ def _certified_solve(
         bound = max(problem.lower_bound(res.x), res.lower_bound or -math.inf)
     if not res.converged:
         gap = (res.objective - bound) / max(abs(bound), 1e-300)
-        raise RuntimeError(
-            f"{what}: not certified after {res.iterations} iterations ({res.seconds:.1f} s): "
-            f"relative gap {gap:.2e} > tol {tol:.1e}; raise max_iter or loosen tol"
-        )
+        raise NotCertifiedError(what, res.iterations, res.seconds, gap, tol)
     return res, bound
 
 
