@@ -15,8 +15,11 @@ CPU, and raises `DataError` with one message naming what is missing or wrong.
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import pickle
+import pickletools
 import shutil
 import struct
 import tarfile
@@ -200,10 +203,24 @@ class _AllowListUnpickler(pickle.Unpickler):
             raise _Refused(f"{module}.{name}") from None
 
 
+_MEMO_LIMIT = 1 << 20  # a CIFAR pickle memoizes one entry per object: tens of thousands
+_MEMO_OPS = {"PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET"}
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the opcodes without running any: damage shows as an unknown opcode, a cut
+    argument, or a memo index no archive has (the C unpickler would allocate gigabytes of memo
+    for it before failing). Raises ValueError."""
+    for op, arg, pos in pickletools.genops(data):
+        if op.name in _MEMO_OPS and int(arg) > _MEMO_LIMIT:
+            raise ValueError(f"memo index {arg} at byte {pos}")
+
+
 def _unpickle(path: Path) -> dict:
     try:
-        with open(path, "rb") as f:
-            obj = _AllowListUnpickler(f, encoding="bytes").load()
+        data = path.read_bytes()
+        _check_opcodes(data)
+        obj = _AllowListUnpickler(io.BytesIO(data), encoding="bytes").load()
     except _Refused as exc:
         raise DataError(
             f"refused to load {path}: it asks for {exc}, which no CIFAR archive contains"
@@ -393,7 +410,7 @@ def read_idx(path: Path, md5: str | None = None) -> np.ndarray:
     ndim = raw[3]
     dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim]) if len(raw) >= 4 + 4 * ndim else None
     offset = 4 + 4 * ndim
-    if dims is None or len(raw) != offset + int(np.prod(dims)):
+    if dims is None or len(raw) != offset + math.prod(dims):  # exact: no int64 wrap-around
         raise DataError(f"{path} is truncated: {len(raw)} bytes do not match its header {dims}")
     if md5 is not None and (got := md5_of_bytes(raw)) != md5:
         raise DataError(
