@@ -585,10 +585,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
     if "tests" in parts:
         _part(results, "tests", deadline, lambda: tests_part(args, scale, out, deadline))
-    if session is not None:
-        _part(results, "throughput", deadline, lambda: throughput_part(session, scale, deadline))
-        del session
-        _release(device)
+    if isinstance(session, Exception):  # not the data's fault: the GPU's, say
+        results.part("throughput", {"status": f"error: {_short(session)}"})
+    elif session is not None:
+        _part(
+            results,
+            "throughput",
+            deadline,
+            functools.partial(throughput_part, session, scale, deadline),
+        )
+    del session
+    _release(device)
     for name, make in (("paper", paper_runs), ("sweep", sweep_runs)):
         planned = make(args, scale, runs) if name in parts else None
         if planned == []:
@@ -624,16 +631,22 @@ def _parts(text: str) -> list[str]:
 
 def _prepare_data(
     args: argparse.Namespace, scale: Scale, parts: list[str], device: torch.device
-) -> Session | None:
+) -> Session | Exception | None:
     """Unpack the archive if needed and read the data (CPU): the throughput part's session,
-    or a plain load when only training runs need the data. Raises DataError first."""
+    or a plain load when only training runs need the data. Bad data raises (a ValueError);
+    any other failure to build the session is returned, to be that part's result."""
     if not {"throughput", "paper", "sweep"} & set(parts):
         return None
     if args.dataset == "folder" and not args.data_root.exists() and args.archive.is_file():
         _say(f"unpacking {args.archive} into {args.data_root}")
         unpack(args.archive, args.data_root)
     if "throughput" in parts:
-        return throughput_session(args, scale, device)
+        try:
+            return throughput_session(args, scale, device)
+        except ValueError:
+            raise
+        except Exception as exc:
+            return exc
     load_dataset(args.dataset, DataRequest(root=args.data_root, download=False))
     return None
 
