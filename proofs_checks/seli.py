@@ -16,7 +16,9 @@ min ||Z D^{1/2}||_* s.t. z_kk - z_jk >= 1, whose solution is Zbar. Checked:
 2. along lambda = 10^-j sqrt(n_min)/N, j = 1..7, the certified solutions' distances to both SELI
    forms decrease strictly, and decrease like 1/||Z||_F: the product distance x ||Z||_F grows by
    less than RATE_GROWTH while ||Z||_F grows by at least SCALE_GROWTH (a limit other than SELI
-   would make the product grow in proportion to ||Z||_F);
+   would make the product grow in proportion to ||Z||_F), and the local decay exponent
+   -d log(distance) / d log ||Z||_F over the last step of the path stays >= LAST_EXPONENT (a
+   limit at distance e > 0 drives it to 0: e = 0.05 gives 0.35-0.42 on the measured path);
 3. the minority rows of Z stay apart (spread >= SEPARATED) for every lambda and in the limit.
 
 With an unregularized bias the limit is a different geometry (the bias grows like log(1/lambda)
@@ -26,6 +28,7 @@ too); that model is not the one SELI describes.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import torch
@@ -58,6 +61,10 @@ MONOTONE_SLACK = 1e-7  # distances at gap PATH_GAP are accurate to ~1e-9
 # it grow like e ||Z||_F, i.e. by up to SCALE_GROWTH. RATE_GROWTH separates the two.
 RATE_GROWTH = 2.0
 SCALE_GROWTH = 3.0
+# Local exponent of distance ~ ||Z||_F^-beta over the last step: measured 0.78-0.84 (rising
+# towards 1 along the path as the log factors fade), 0.76 over the small size's last step;
+# adding a limit 0.05 away from SELI to the measured distances gives 0.35-0.42.
+LAST_EXPONENT = 0.6
 
 
 def classifier_gram(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -106,6 +113,12 @@ def evaluate_path(rows: list[dict[str, float]], tag: str) -> list[Measurement]:
             Measurement(
                 f"{tag}: growth of {key} x ||Z||_F", max(product) / product[0], RATE_GROWTH
             ),
+            Measurement(
+                f"{tag}: decay exponent of {key} in ||Z||_F, last step",
+                _exponent(d[-2], d[-1], rows[-2]["scale"], rows[-1]["scale"]),
+                LAST_EXPONENT,
+                ">=",
+            ),
         ]
     ms.append(
         Measurement(
@@ -121,6 +134,13 @@ def evaluate_path(rows: list[dict[str, float]], tag: str) -> list[Measurement]:
         )
     )
     return ms
+
+
+def _exponent(d0: float, d1: float, s0: float, s1: float) -> float:
+    """beta in d ~ s^-beta between (s0, d0) and (s1, d1); NaN where it is undefined."""
+    if min(d0, d1) <= 0 or s1 <= s0:
+        return math.nan
+    return -math.log(d1 / d0) / math.log(s1 / s0)
 
 
 def _path(counts: np.ndarray, size: Size) -> list[dict[str, float]]:

@@ -306,9 +306,20 @@ def test_seli_path_rejects_a_plateau_and_a_rise() -> None:
         return [{"scale": s, "d_gram": dist(s), "d_logits": dist(s), "spread": 0.5} for s in scales]
 
     assert failed(seli.evaluate_path(rows(lambda s: 1.5 / s), "ok")) == []
-    # A limit 0.1 away from SELI; much closer ones are left to the max-margin check.
+    measured = rows(lambda s: 1.5 / s**0.78)  # the decay measured along the real path
+    assert failed(seli.evaluate_path(measured, "measured")) == []
+    # A limit 0.1 away from SELI fails on both rates.
     plateau = failed(seli.evaluate_path(rows(lambda s: 0.1 + 1.5 / s), "plateau"))
     assert "plateau: growth of d_gram x ||Z||_F" in plateau
+    assert "plateau: decay exponent of d_gram in ||Z||_F, last step" in plateau
+    # A limit 0.05 away: its product grows by at most 2 (not beyond RATE_GROWTH), but the
+    # decay exponent over the last step falls to 0.35 (1/s decay) or 0.44 (the measured one).
+    for name, dist in (("1/s", lambda s: 1.5 / s), ("measured", lambda s: 1.5 / s**0.78)):
+        near = failed(seli.evaluate_path(rows(lambda s, f=dist: 0.05 + f(s)), "near"))
+        assert near == [
+            "near: decay exponent of d_gram in ||Z||_F, last step",
+            "near: decay exponent of d_logits in ||Z||_F, last step",
+        ], (name, near)
     assert "rise: largest increase of d_gram as lambda falls" in failed(
         seli.evaluate_path(rows(lambda s: 0.01 * s), "rise")
     )
