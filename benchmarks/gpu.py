@@ -553,12 +553,20 @@ def _read_summary(path: Path) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     """The documented driver: checks, then each part in order within the budget."""
+    started = time.monotonic()  # the budget counts from here, the data's preparation included
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     scale = TINY if args.tiny else FULL
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = args.out or Path("runs") / "gpu-check" / stamp / "results"
+    runs = args.runs or out.parent / "runs"
     try:
         parts = _parts(args.parts)
+        budget = _budget(args.budget, scale)
         if not (args.tiny or torch.cuda.is_available()):
             raise _NoGpu
+        planned = {name: make(args, scale, runs) for name, make in _RUNS.items() if name in parts}
+        for run in itertools.chain(*planned.values()):
+            check_run(run)
         device = resolve_device("auto")
         session = _prepare_data(args, scale, parts, device)  # before any GPU work
     except _NoGpu:
@@ -572,11 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # DataError, ConfigError, a bad --parts
         print(f"benchmarks.gpu: error: {exc}", file=sys.stderr)
         return 2
-    budget = args.budget if args.budget is not None else scale.budget
-    deadline = time.monotonic() + budget
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out = args.out or Path("runs") / "gpu-check" / stamp / "results"
-    runs = args.runs or out.parent / "runs"
+    deadline = started + budget
     results = Results(out, _header(args, argv, device, budget))
     results.write()
     _say(f"results: {out}")
@@ -596,16 +600,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     del session
     _release(device)
-    for name, make in (("paper", paper_runs), ("sweep", sweep_runs)):
-        planned = make(args, scale, runs) if name in parts else None
-        if planned == []:
+    for name, planned_runs in planned.items():
+        if not planned_runs:
             results.part(name, {"status": "skipped", "note": _NO_SWEEP})
-        elif planned:  # each run checks the time left itself, and saves as it ends
-            save = functools.partial(results.part, name)
-            body = functools.partial(runs_part, planned, scale, out, deadline, save)
-            _part(results, name, None, body)
+            continue
+        save = functools.partial(results.part, name)  # each run checks the time left itself
+        body = functools.partial(runs_part, planned_runs, scale, out, deadline, save)
+        _part(results, name, None, body)
     results.data["finished"] = True
-    results.data["seconds"] = budget - (deadline - time.monotonic())
+    results.data["seconds"] = time.monotonic() - started
     results.write()
     _say(f"done in {results.data['seconds']:.0f} s: {out / 'results.md'}")
     return 0 if _all_good(results.data["parts"]) else 1
@@ -619,6 +622,35 @@ _NO_SWEEP = (
 
 class _NoGpu(Exception):
     pass
+
+
+_RUNS = {"paper": paper_runs, "sweep": sweep_runs}
+
+
+def check_run(run: TrainingRun) -> None:
+    """Resolve a training run's config as deep.train will: a bad value is a ValueError now,
+    not a failed run later. Arguments deep.train does not take are one too."""
+    from deep.train import build_parser as train_parser
+    from deep.train import resolve
+
+    args = run.command[run.command.index("deep.train") + 1 :]
+    parser = train_parser()
+    parser.exit_on_error = False
+    try:
+        parsed, unknown = parser.parse_known_args(args)
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"{run.name}: deep.train {exc}") from None
+    if unknown:
+        raise ValueError(f"{run.name}: deep.train takes no {' '.join(unknown)}")
+    resolve(parsed)
+
+
+def _budget(given: float | None, scale: Scale) -> float:
+    if given is None:
+        return scale.budget
+    if not 0 <= given < float("inf"):
+        raise ValueError(f"--budget must be a number of seconds >= 0, got {given}")
+    return given
 
 
 def _parts(text: str) -> list[str]:

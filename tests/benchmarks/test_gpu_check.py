@@ -124,9 +124,24 @@ def test_missing_data_is_the_loaders_message_before_any_part(tmp_path, capsys) -
     assert not (tmp_path / "out").exists()
 
 
-def test_a_bad_parts_list_is_refused(tmp_path, capsys) -> None:
-    assert gpu.main(["--tiny", "--parts", "tests,speed", "--out", str(tmp_path / "o")]) == 2
-    assert "--parts takes some of tests,throughput,paper,sweep" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--parts", "tests,speed"], "--parts takes some of tests,throughput,paper,sweep"),
+        (["--budget", "-1"], "--budget must be a number of seconds >= 0, got -1.0"),
+        (["--parts", "paper", "--imbalance", "0.5"], "data.imbalance must be"),
+        (["--parts", "paper", "--methods", "ce,nope"], "unknown method 'nope'"),
+        (["--parts", "paper", "--set", "optim.lr=-1"], "optim.lr must be"),
+        (["--parts", "sweep", "--sweep", "--epochs many"], "invalid int value: 'many'"),
+        (["--parts", "sweep", "--sweep=--no-such-flag"], "takes no --no-such-flag"),
+    ],
+)
+def test_bad_options_are_one_message_before_anything_runs(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    assert gpu.main(["--tiny", *argv, "--out", str(out), "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
 
 
 def test_a_spent_budget_skips_the_parts_and_still_writes_results(ten_classes, tmp_path) -> None:
