@@ -110,6 +110,8 @@ class RunConfig:
     out: str | None = None  # run folder; None = runs/deep/<dataset>-<profile>-<head>-<loss>-...
     nc_every: int = 10  # NC metrics every this many epochs, and after the last [epochs]
     device: str = "auto"  # auto (CUDA when present), cpu, cuda, cuda:1, ...
+    threads: int | None = None  # torch CPU threads per process; None = half the CPUs this
+    #                             process may use, shared by torchrun's local processes
     amp: str = "auto"  # bf16 autocast: auto (CUDA, or a CPU with AMX), bf16, off
     channels_last: bool = True  # NHWC memory order for the convolutions
     compile: bool = False  # torch.compile the network (the first steps pay the compile time)
@@ -117,6 +119,7 @@ class RunConfig:
     #                                     (activations stay in cache), 4096 on a GPU
     progress: bool = True  # a progress bar on an interactive terminal
     save_every: int = 0  # also keep checkpoints/epoch_NNNN.pt every this many epochs; 0 = no
+    test_every: int = 1  # test-set accuracy every this many epochs, at NC epochs and the last
 
 
 @dataclass
@@ -158,6 +161,31 @@ PRESETS: dict[str, Preset] = {
             "augment.mixup_alpha": 0.0,  # mixup pays off over hundreds of epochs, not twenty
             "augment.crop_padding": 2,
             "run.nc_every": 5,
+        },
+        _CIFAR100_WIDTH,
+    ),
+    # The terminal phase (Papyan et al. 2020): zero training error reached early and trained
+    # past, on a step long tail small enough for a CPU (K_B = K/2 minority classes of
+    # n_A / R images, n_A = 100). No augmentation, so that the training set the network fits is
+    # the one its features are measured on; weight decay 5e-4 as in the NC literature.
+    "collapse": Preset(
+        "terminal phase on a small step long tail: ResNet-8, n_A = 100, 50 epochs, no "
+        "augmentation, weight decay 5e-4, test accuracy every 25 epochs",
+        {
+            "data.profile": "step",
+            "data.max_per_class": 100,
+            "model.arch": "resnet8",
+            "optim.epochs": 50,
+            "optim.batch_size": 64,
+            "optim.lr": 0.05,
+            "optim.weight_decay": 5e-4,
+            "optim.warmup_epochs": 2.0,
+            "optim.milestones": [30, 42],
+            "augment.mixup_alpha": 0.0,
+            "augment.crop_padding": 0,
+            "augment.flip": False,
+            "run.nc_every": 10,
+            "run.test_every": 25,
         },
         _CIFAR100_WIDTH,
     ),
@@ -289,6 +317,10 @@ _NUMBER = re.compile(r"[-+]?(\d[\d_]*\.?[\d_]*|\.\d[\d_]*)([eE][-+]?\d+)?")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
+def _unset_or_positive(value: int | None) -> bool:
+    return value is None or value >= 1
+
+
 def _finite(value: float, low: float, high: float = math.inf) -> bool:
     return math.isfinite(value) and low <= value <= high
 
@@ -320,9 +352,9 @@ def _check(cfg: Config) -> None:
             "loss.options",
             "finite numbers",
         ),
-        ((cfg.data.max_per_class or 1) >= 1, "data.max_per_class", ">= 1 or null"),
-        ((cfg.data.num_minority or 1) >= 1, "data.num_minority", ">= 1 or null"),
-        ((cfg.data.image_size or 1) >= 1, "data.image_size", ">= 1 or null"),
+        (_unset_or_positive(cfg.data.max_per_class), "data.max_per_class", ">= 1 or null"),
+        (_unset_or_positive(cfg.data.num_minority), "data.num_minority", ">= 1 or null"),
+        (_unset_or_positive(cfg.data.image_size), "data.image_size", ">= 1 or null"),
         (
             _DEVICE.fullmatch(cfg.run.device) is not None,
             "run.device",
@@ -330,8 +362,10 @@ def _check(cfg: Config) -> None:
         ),
         (cfg.model.width >= 1, "model.width", ">= 1"),
         (cfg.run.nc_every >= 1, "run.nc_every", ">= 1"),
-        ((cfg.run.eval_batch_size or 1) >= 1, "run.eval_batch_size", ">= 1 or null"),
+        (_unset_or_positive(cfg.run.eval_batch_size), "run.eval_batch_size", ">= 1 or null"),
         (cfg.run.save_every >= 0, "run.save_every", ">= 0"),
+        (_unset_or_positive(cfg.run.threads), "run.threads", ">= 1 or null (automatic)"),
+        (cfg.run.test_every >= 1, "run.test_every", ">= 1"),
         (cfg.run.amp in ("auto", "bf16", "off"), "run.amp", "one of auto, bf16, off"),
         (cfg.augment.crop_padding >= 0, "augment.crop_padding", ">= 0"),
         (_finite(cfg.augment.mixup_alpha, 0), "augment.mixup_alpha", "a finite number >= 0"),

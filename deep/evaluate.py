@@ -15,6 +15,7 @@ cast every weight at every call), without the casts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,9 +24,16 @@ from deep.augment import Normalizer, eval_batches
 from deep.heads import Head
 from deep.models import fold_batchnorm
 from deep.network import Network
-from ufm.metrics import nc_metrics
+from ufm.metrics import last_layer_geometry, nc_metrics
 
-__all__ = ["EvalNetwork", "accuracy_from_counts", "class_correct", "forward_all", "nc_report"]
+__all__ = [
+    "EvalNetwork",
+    "accuracy_from_counts",
+    "class_correct",
+    "forward_all",
+    "geometry_snapshot",
+    "nc_report",
+]
 
 
 class EvalNetwork:
@@ -112,3 +120,18 @@ def nc_report(
         num_classes=head.num_classes,
         minority=list(minority),
     )
+
+
+def geometry_snapshot(
+    features: Tensor, labels: Tensor, head: Head, *, epoch: int, train: dict[str, float]
+) -> dict[str, Any]:
+    """One evaluation's last-layer geometry (`ufm.metrics.last_layer_geometry`) as CPU float64
+    tensors, with the epoch and the training accuracy and loss it was measured at."""
+    w, b = head.classifier()
+    geometry = last_layer_geometry(
+        features, labels, w.float(), None if b is None else b.float(), num_classes=head.num_classes
+    )
+    snapshot: dict[str, Any] = {key: value.cpu() for key, value in geometry.items()}
+    snapshot["epoch"] = epoch
+    snapshot |= {key: float(value) for key, value in train.items()}
+    return snapshot

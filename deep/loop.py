@@ -26,6 +26,7 @@ from deep.evaluate import (
     accuracy_from_counts,
     class_correct,
     forward_all,
+    geometry_snapshot,
     nc_report,
 )
 from deep.report import build_summary, epoch_line, header, say
@@ -41,6 +42,9 @@ __all__ = [
     "train_epoch",
     "train_steps",
 ]
+
+
+PLAIN_PROGRESS_SECONDS = 30.0  # [s] between progress lines when stderr is not a terminal
 
 
 def train(s: Session, folder: RunFolder) -> dict[str, Any]:
@@ -66,12 +70,16 @@ def run_epoch(s: Session) -> dict[str, Any]:
     s.objective.start_epoch(epoch)
     row: dict[str, Any] = {"epoch": epoch + 1}
     row |= train_epoch(s)
-    row |= evaluate_epoch(s, with_nc=_nc_due(s, epoch))
+    row |= evaluate_epoch(s, with_nc=_nc_due(s, epoch), with_test=_test_due(s, epoch))
     return row
 
 
 def _nc_due(s: Session, epoch: int) -> bool:
     return (epoch + 1) % s.cfg.run.nc_every == 0 or epoch + 1 == s.cfg.optim.epochs
+
+
+def _test_due(s: Session, epoch: int) -> bool:
+    return (epoch + 1) % s.cfg.run.test_every == 0 or epoch + 1 == s.cfg.optim.epochs
 
 
 def train_steps(
@@ -103,10 +111,23 @@ def train_epoch(s: Session) -> dict[str, Any]:
         disable=not (s.cfg.run.progress and s.info.main and sys.stderr.isatty()),
     )
 
+    # Not on a terminal (a log file, nohup, a batch scheduler): a plain line now and then.
+    plain = s.cfg.run.progress and s.info.main and bar.disable
+    next_line = time.perf_counter() + PLAIN_PROGRESS_SECONDS
+
     def show(i: int, loss: Tensor) -> None:
+        nonlocal next_line
         bar.update()
         if i % 20 == 0 and not bar.disable:  # .item() waits for the device: only now and then
             bar.set_postfix(loss=f"{loss.item():.4f}")
+        if plain and time.perf_counter() >= next_line:
+            next_line = time.perf_counter() + PLAIN_PROGRESS_SECONDS
+            print(
+                f"epoch {s.epoch + 1}/{s.cfg.optim.epochs}: step {i + 1}/{steps}, "
+                f"loss {loss.item():.4f}, {time.perf_counter() - start:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
 
     start = time.perf_counter()
     loss_sum = train_steps(s, s.stream.epoch(), show)
@@ -126,8 +147,10 @@ def train_epoch(s: Session) -> dict[str, Any]:
     }
 
 
-def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
-    """Test accuracies and, if `with_nc`, NC metrics of the training features (eval mode)."""
+def evaluate_epoch(s: Session, with_nc: bool, with_test: bool = True) -> dict[str, Any]:
+    """Test accuracies (if `with_test`) and, if `with_nc`, the training set in eval mode without
+    augmentation: NC metrics, training accuracy and loss, and a geometry snapshot (rank 0 keeps
+    it in `s.geometry`, the run folder's geometry.npz)."""
     start = time.perf_counter()
     if s.eval_net is None:
         s.eval_net = EvalNetwork(
@@ -136,11 +159,11 @@ def evaluate_epoch(s: Session, with_nc: bool) -> dict[str, Any]:
     else:
         s.eval_net.refresh(s.net)
     net = s.eval_net
-    out = _test_accuracy(s, net)
+    out = _test_accuracy(s, net) if with_test else {}
     out["eval_seconds"] = time.perf_counter() - start
     if with_nc:
         start = time.perf_counter()
-        out["nc"] = _nc_metrics(s, net)
+        out |= _train_set_report(s, net)
         out["nc_seconds"] = time.perf_counter() - start
     return out
 
@@ -158,13 +181,40 @@ def _test_accuracy(s: Session, net: EvalNetwork) -> dict[str, Any]:
     return report | {f"acc_class_{k}": acc for k, acc in enumerate(per_class)}
 
 
-def _nc_metrics(s: Session, net: EvalNetwork) -> dict[str, float]:
+def _train_set_report(s: Session, net: EvalNetwork) -> dict[str, Any]:
+    """NC metrics, training accuracy (overall and of the worst class) and the objective's mean
+    loss on the unaugmented training set; rank 0 also appends the geometry snapshot."""
     part = _shard(len(s.train.labels), s.info)
-    features, _ = forward_session(s, net, s.train.images[part])
+    labels = s.train.labels[part]
+    features, logits = forward_session(s, net, s.train.images[part])
+    correct = all_reduce_sum(class_correct(logits, labels, s.num_classes), s.info).double()
+    loss_sum = all_reduce_sum(_objective_sum(s, features, logits, labels), s.info)
     features = all_gather_rows(features, s.info)
+    per_class = correct[0] / correct[1].clamp_min(1)
+    out: dict[str, Any] = {
+        "train_acc": float(correct[0].sum() / correct[1].sum()),
+        "train_acc_min_class": float(per_class.min()),
+        "train_eval_loss": float(loss_sum) / len(s.train.labels),
+    }
     if not s.info.main:
-        return {}
-    return nc_report(features, s.train.labels, net.module.head, s.minority)
+        return out | {"nc": {}}
+    head = net.module.head
+    s.geometry.append(
+        geometry_snapshot(features, s.train.labels, head, epoch=s.epoch + 1, train=out)
+    )
+    return out | {"nc": nc_report(features, s.train.labels, head, s.minority)}
+
+
+@torch.no_grad()
+def _objective_sum(s: Session, h: Tensor, z: Tensor, y: Tensor) -> Tensor:
+    """Sum over samples of the training objective, in batches of the training batch size."""
+    total = torch.zeros((), dtype=torch.float64, device=h.device)
+    size = s.cfg.optim.batch_size
+    for i in range(0, len(y), size):
+        chunk = slice(i, i + size)
+        n = len(y[chunk])
+        total += s.objective(h[chunk], z[chunk], y[chunk], y[chunk], 1.0).double() * n
+    return total
 
 
 def forward_session(s: Session, net: EvalNetwork, images: torch.Tensor) -> tuple[Tensor, Tensor]:
@@ -196,6 +246,7 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
         "optimizer": s.optimizer.state_dict(),
         "rng": rng,
         "history": s.history,
+        "geometry": s.geometry,
         "seconds": elapsed,
         "train_seconds": s.train_seconds,
         "train_images": s.train_images,
@@ -207,6 +258,8 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
     if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
         save_checkpoint(folder.epoch_checkpoint(s.epoch), payload)
     folder.write_metrics(s.history)
+    if s.geometry:
+        folder.write_geometry(s.geometry)
     folder.write_summary(summary)
     return summary
 
@@ -232,6 +285,7 @@ def restore(s: Session, ckpt: dict[str, Any]) -> None:
     restore_rng(ckpt["rng"], s.stream, s.info)
     s.epoch = int(ckpt["epoch"])
     s.history = list(ckpt["history"])
+    s.geometry = list(ckpt.get("geometry", []))  # checkpoints written before geometry.npz: none
     s.seconds = float(ckpt["seconds"])
     s.train_seconds = float(ckpt["train_seconds"])
     s.train_images = int(ckpt["train_images"])

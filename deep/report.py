@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from deep.rundir import RunFolder
 from deep.session import Session
 from ufm.io import code_commit
 
-__all__ = ["build_summary", "epoch_line", "header", "say"]
+__all__ = ["build_summary", "epoch_line", "header", "say", "terminal_phase"]
 
 
 def say(info: DistInfo, text: str | None) -> None:
@@ -24,8 +25,9 @@ def say(info: DistInfo, text: str | None) -> None:
 def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
     """summary.json: results of the last epoch, the best test accuracy, data and environment."""
     rows = s.history
-    last = rows[-1] if rows else {}
-    best = max(rows, key=lambda r: r["test_acc"]) if rows else {}
+    tested = [r for r in rows if "test_acc" in r]  # run.test_every may skip epochs
+    last = tested[-1] if tested else {}
+    best = max(tested, key=lambda r: r["test_acc"]) if tested else {}
     nc_rows = [r for r in rows if r.get("nc")]
     k = s.num_classes
     return {
@@ -33,12 +35,18 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
         "epochs_done": s.epoch,
         "epochs": s.cfg.optim.epochs,
         "best_test_acc": best.get("test_acc"),
+        # The best epoch is chosen on the test set itself, as the papers' code does: an
+        # optimistic number; last_test_acc involves no choice.
+        "best_test_acc_chosen_on": "test",
         "best_epoch": best.get("epoch"),
         "last_test_acc": last.get("test_acc"),
         "per_class_acc": [last.get(f"acc_class_{c}") for c in range(k)] if last else [],
         "group_acc": {g: last.get(f"{g}_acc") for g in s.groups} if last else {},
         "nc": dict(nc_rows[-1]["nc"]) if nc_rows else {},
         "nc_epoch": nc_rows[-1]["epoch"] if nc_rows else None,
+        "train_acc": nc_rows[-1].get("train_acc") if nc_rows else None,
+        "train_eval_loss": nc_rows[-1].get("train_eval_loss") if nc_rows else None,
+        "terminal_phase": terminal_phase(nc_rows),
         "counts": s.counts.tolist(),
         "test_counts": s.test.counts(k).tolist(),
         "classes": list(s.data.classes),
@@ -54,6 +62,26 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
     }
 
 
+def terminal_phase(nc_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the terminal phase (Papyan et al. 2020) began: the first NC evaluation from which
+    on every class was fitted (training accuracy 100% in each, unaugmented, eval mode), and NC1
+    there and at the last evaluation. `reached` is False if the last evaluation is not fitted."""
+    fitted = [r.get("train_acc_min_class") == 1.0 for r in nc_rows]
+    start = None
+    for i in range(len(fitted) - 1, -1, -1):
+        if not fitted[i]:
+            break
+        start = i
+    if start is None:
+        return {"reached": False, "since_epoch": None}
+    return {
+        "reached": True,
+        "since_epoch": nc_rows[start]["epoch"],
+        "nc1_at_start": nc_rows[start]["nc"].get("nc1"),
+        "nc1_last": nc_rows[-1]["nc"].get("nc1"),
+    }
+
+
 def _environment(s: Session) -> dict[str, Any]:
     return {
         "device": str(s.device),
@@ -64,7 +92,10 @@ def _environment(s: Session) -> dict[str, Any]:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "code_version": code_commit(),
-        "command": " ".join(["python", "-m", "deep.train", *s.command]),
+        "command": shlex.join(["python", "-m", "deep.train", *s.command]),
+        "resume_command": (
+            shlex.join(["python", "-m", "deep.train", *s.resumed_with]) if s.resumed_with else None
+        ),
     }
 
 
@@ -84,6 +115,8 @@ def header(s: Session, folder: RunFolder) -> str:
     c, counts = s.cfg, s.counts
     params = sum(p.numel() for p in s.net.parameters()) / 1e6
     where = f"{s.device}" + (f" x{s.info.world} processes" if s.info.active else "")
+    if s.device.type == "cpu":
+        where += f" ({torch.get_num_threads()} threads)"
     resuming = f" (resuming after epoch {s.epoch})" if s.epoch else ""
     return "\n".join(
         [
@@ -102,10 +135,14 @@ def header(s: Session, folder: RunFolder) -> str:
 
 def epoch_line(s: Session, row: dict[str, Any]) -> str:
     width = len(str(s.cfg.optim.epochs))
-    groups = ", ".join(f"{g} {100 * row[f'{g}_acc']:.1f}" for g in s.groups)
-    nc = f" | nc1 {row['nc']['nc1']:.3g}" if row.get("nc") else ""
+    test = ""
+    if "test_acc" in row:
+        groups = ", ".join(f"{g} {100 * row[f'{g}_acc']:.1f}" for g in s.groups)
+        test = f"test {100 * row['test_acc']:.2f}% ({groups}) | "
+    nc = ""
+    if row.get("nc"):
+        nc = f"train {100 * row['train_acc']:.2f}% | nc1 {row['nc']['nc1']:.3g} | "
     return (
         f"epoch {row['epoch']:>{width}}/{s.cfg.optim.epochs} | loss {row['train_loss']:.4f} | "
-        f"test {100 * row['test_acc']:.2f}% ({groups}){nc} | "
-        f"{row['train_seconds']:.1f} s, {row['images_per_second']:.0f} img/s"
+        f"{test}{nc}{row['train_seconds']:.1f} s, {row['images_per_second']:.0f} img/s"
     )

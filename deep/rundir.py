@@ -4,6 +4,7 @@ runs/deep/<name>/
     config.yaml         the complete config (python -m deep.train --config it to rerun)
     metrics.csv         one row per epoch: loss, learning rate, accuracies, NC metrics, times
     summary.json        final (or latest) results, class counts and groups, environment
+    geometry.npz        the last layer at every NC evaluation (see `geometry_arrays`)
     checkpoints/last.pt the latest epoch, to resume from (epoch_NNNN.pt with run.save_every)
 """
 
@@ -13,13 +14,17 @@ import csv
 import io
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from deep.config import Config, config_to_yaml
-from ufm.io import atomic_write_text, check_output_dir
+import numpy as np
+import torch
 
-__all__ = ["RunFolder", "metrics_csv"]
+from deep.config import Config, config_to_yaml
+from ufm.io import atomic_write_bytes, atomic_write_text, check_output_dir
+
+__all__ = ["GeometryError", "RunFolder", "geometry_arrays", "load_geometry", "metrics_csv"]
 
 
 class RunFolder:
@@ -34,6 +39,7 @@ class RunFolder:
     summary = property(lambda self: self.path / "summary.json")
     checkpoints = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
+    geometry = property(lambda self: self.path / "geometry.npz")
 
     def check_new(self) -> None:
         """Refuse a folder that already holds something (a finished or resumable run), a file
@@ -62,6 +68,11 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         atomic_write_text(self.metrics, metrics_csv(history))
+
+    def write_geometry(self, snapshots: list[dict[str, Any]]) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **geometry_arrays(snapshots))
+        atomic_write_bytes(self.geometry, buf.getvalue())
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.summary, json.dumps(_json_safe(summary), indent=2) + "\n")
@@ -104,3 +115,52 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+class GeometryError(ValueError):
+    """A run folder without a usable geometry.npz."""
+
+
+def geometry_arrays(snapshots: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Snapshots (one per NC evaluation) stacked along a first axis of evaluations.
+
+    Keys (E evaluations, K classes, d feature dimensions): epoch (E,); cosine_w, cosine_h,
+    cosine_h_uncentred (E, K, K): cosines of the classifier rows, of the class means centred at
+    the mean of class means, and of the class means as they are; norm_w, norm_h,
+    norm_h_uncentred (E, K); means, w (E, K, d); b (E, K); counts (K,); e_w, e_h (the LPM's
+    (1/K) sum ||w_k||^2 and class-averaged (1/K) sum_k (1/n_k) sum_i ||h_ki||^2), e_h_samples,
+    e_h_means, features_sq_norm (E,); and the training accuracy and loss at each (E,).
+    """
+    keys = list(snapshots[0])
+    out = {}
+    for key in keys:
+        values = [snap[key] for snap in snapshots]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values).numpy()
+        else:
+            out[key] = np.asarray(values)
+    out["counts"] = out["counts"][-1].astype(np.int64)
+    return out
+
+
+GEOMETRY_KEYS = ("epoch", "cosine_w", "cosine_h", "norm_w", "counts", "e_w", "e_h", "means", "w")
+
+
+def load_geometry(path: str | Path) -> dict[str, np.ndarray]:
+    """geometry.npz of a deep.train run folder; a GeometryError says what is missing."""
+    folder = RunFolder(path)
+    if not folder.geometry.is_file():
+        raise GeometryError(
+            f"{folder.path} has no geometry.npz: the run was written before deep.train saved "
+            f"its last-layer geometry, or has not reached its first NC evaluation; rerun it "
+            f"(or --resume it, if it has epochs left) to compare it with a prediction"
+        )
+    try:
+        with np.load(folder.geometry, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise GeometryError(f"{folder.geometry} is not a readable geometry file: {exc}") from None
+    missing = [key for key in GEOMETRY_KEYS if key not in arrays]
+    if missing:
+        raise GeometryError(f"{folder.geometry} lacks {', '.join(missing)}; rerun the run")
+    return arrays

@@ -84,7 +84,9 @@ class Session:
     train_seconds: float = 0.0  # time spent in training steps [s]
     train_images: int = 0
     eval_net: EvalNetwork | None = None  # built at the first evaluation
+    geometry: list[dict[str, Any]] = field(default_factory=list)  # a snapshot per NC evaluation
     command: list[str] = field(default_factory=list)  # the arguments the run was started with
+    resumed_with: list[str] = field(default_factory=list)  # those of the latest --resume
 
     @property
     def num_classes(self) -> int:

@@ -36,6 +36,7 @@ __all__ = [
     "equinorm",
     "etf_distance",
     "group_cosines",
+    "last_layer_geometry",
     "max_angle",
     "nc1",
     "nc_metrics",
@@ -253,3 +254,48 @@ def nc_metrics(
         if w is not None:
             out["minority_cosine_w"], out["minority_cosine_max_w"] = group_cosines(w, minority)
     return out
+
+
+def last_layer_geometry(
+    h: Tensor, y: Tensor, w: Tensor, b: Tensor | None = None, *, num_classes: int | None = None
+) -> dict[str, Tensor]:
+    """What a layer-peeled prediction is compared with, from features h (N, d), labels y (N,),
+    classifier w (K, d) and bias b (K,); float64, on the inputs' device.
+
+    - cosine_w, norm_w: pairwise cosines (K, K) and norms (K,) of the classifier rows;
+    - cosine_h, norm_h: of the class means centred at the mean of class means, mu_k - mu_G;
+    - cosine_h_uncentred, norm_h_uncentred: of the class means mu_k as they are (post-ReLU
+      features share a large mean, so the two differ a lot);
+    - means (K, d), w (K, d), b (K,) (zeros without bias), counts n_k (K,);
+    - e_w = (1/K) sum_k ||w_k||^2; e_h = (1/K) sum_k (1/n_k) sum_i ||h_ki||^2, the LPM's
+      class-averaged feature energy (Fang et al. 2021); e_h_samples = (1/N) sum_i ||h_i||^2;
+      e_h_means = (1/K) sum_k ||mu_k||^2; features_sq_norm = sum_i ||h_i||^2 (the UFM penalty's).
+    """
+    k = num_classes if num_classes is not None else w.shape[0]
+    h64 = h.detach().to(torch.float64)
+    y = y.detach().to(device=h.device, dtype=torch.long)
+    w64 = w.detach().to(device=h.device, dtype=torch.float64)
+    if w64.shape != (k, h.shape[1]):
+        raise ValueError(f"classifier must have shape ({k}, {h.shape[1]}), got {tuple(w.shape)}")
+    mu, mu_g, counts = class_means(h64, y, k)
+    centred = mu - mu_g  # (K, d)
+    sq = (h64 * h64).sum(1)  # (N,)
+    per_class = torch.zeros(k, dtype=torch.float64, device=h.device).index_add_(0, y, sq)
+    bias = torch.zeros(k, dtype=torch.float64, device=h.device) if b is None else b.detach()
+    return {
+        "cosine_w": pairwise_cosines(w64),
+        "norm_w": w64.norm(dim=1),
+        "cosine_h": pairwise_cosines(centred),
+        "norm_h": centred.norm(dim=1),
+        "cosine_h_uncentred": pairwise_cosines(mu),
+        "norm_h_uncentred": mu.norm(dim=1),
+        "means": mu,
+        "w": w64,
+        "b": bias.to(device=h.device, dtype=torch.float64),
+        "counts": counts,
+        "e_w": (w64 * w64).sum(1).mean(),
+        "e_h": (per_class / counts).mean(),
+        "e_h_samples": sq.mean(),
+        "e_h_means": (mu * mu).sum(1).mean(),
+        "features_sq_norm": sq.sum(),
+    }
