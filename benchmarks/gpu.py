@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default=",".join(PAPER_METHODS), help="methods of part 3")
     p.add_argument("--compile-runs", action="store_true", help="deep.train --compile in 3 and 4")
     p.add_argument(
+        "--concurrent", action="store_true", help="start the runs of parts 3 and 4 all at once"
+    )
+    p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="for every training run"
     )
     p.add_argument(
@@ -293,21 +296,29 @@ def run_until(command: list[str], deadline: float, log: Path, grace: float = 30.
     (time.monotonic()); at the deadline it gets SIGINT (deep.train stops after writing its last
     epoch), then `grace` seconds, then SIGKILL. Returns status (finished, failed or stopped),
     returncode and seconds."""
-    start = time.monotonic()
+    return _wait(_start(command, log), deadline, grace)
+
+
+def _start(command: list[str], log: Path) -> tuple[subprocess.Popen, float]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as out:
+    with open(log, "w", encoding="utf-8") as out:  # the child keeps its own descriptor
         proc = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT)
-        stopped = False
+    return proc, time.monotonic()
+
+
+def _wait(started: tuple[subprocess.Popen, float], deadline: float, grace: float) -> dict:
+    proc, start = started
+    stopped = False
+    try:
+        proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        stopped = True
+        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            stopped = True
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.kill()
+            proc.wait()
     status = "stopped" if stopped else ("finished" if proc.returncode == 0 else "failed")
     return {"status": status, "returncode": proc.returncode, "seconds": time.monotonic() - start}
 
@@ -486,25 +497,42 @@ def _sweep_args(args: argparse.Namespace) -> list[str]:
     return [f"--preset collapse --head {h} --loss {loss}{size}" for h, loss in _COLLAPSE_METHODS]
 
 
-def runs_part(runs: list[TrainingRun], scale: Scale, out: Path, deadline: float, save) -> dict:
-    """Each run in turn while time is left; `save(part)` after each, so the results grow."""
-    done: list[dict] = []
+def runs_part(
+    runs: list[TrainingRun],
+    scale: Scale,
+    out: Path,
+    deadline: float,
+    save: Callable[[dict], None],
+    concurrent: bool = False,
+) -> dict:
+    """Each run in turn while time is left, or all at once (`concurrent`, sharing the device);
+    `save(part)` as each ends, so the results grow."""
+    if concurrent and deadline - time.monotonic() >= scale.min_run:
+        started = [_start(run.command, out / "runs" / run.name / "log.txt") for run in runs]
+        done = []
+        for run, proc in zip(runs, started, strict=True):
+            done.append(_run_record(run, _wait(proc, deadline, 30.0), out / "runs" / run.name))
+            save(_runs_status(done, len(runs)))
+        return _runs_status(done, len(runs), concurrent)
+    done = []
     for run in runs:
         if deadline - time.monotonic() < scale.min_run:
             done.append({"name": run.name, "status": "not run (time budget)"})
             continue
-        log = out / "runs" / run.name / "log.txt"
-        outcome = run_until(run.command, deadline, log)
+        outcome = run_until(run.command, deadline, out / "runs" / run.name / "log.txt")
         done.append(_run_record(run, outcome, out / "runs" / run.name))
         save(_runs_status(done, len(runs)))
-    part = _runs_status(done, len(runs))
-    save(part)
-    return part
+    return _runs_status(done, len(runs))
 
 
-def _runs_status(done: list[dict], total: int) -> dict:
+def _runs_status(done: list[dict], total: int, concurrent: bool = False) -> dict:
     finished = sum(r["status"] == "finished" for r in done)
-    return {"status": f"{finished} of {total} finished", "runs": list(done)}
+    note = "the runs shared the device (--concurrent): wall times are not those of one run alone"
+    return {
+        "status": f"{finished} of {total} finished",
+        "runs": list(done),
+        **({"concurrent": True, "note": note} if concurrent else {}),
+    }
 
 
 def _run_record(run: TrainingRun, outcome: dict, copy_to: Path) -> dict:
@@ -605,7 +633,9 @@ def main(argv: list[str] | None = None) -> int:
             results.part(name, {"status": "skipped", "note": _NO_SWEEP})
             continue
         save = functools.partial(results.part, name)  # each run checks the time left itself
-        body = functools.partial(runs_part, planned_runs, scale, out, deadline, save)
+        body = functools.partial(
+            runs_part, planned_runs, scale, out, deadline, save, args.concurrent
+        )
         _part(results, name, None, body)
     results.data["finished"] = True
     results.data["seconds"] = time.monotonic() - started

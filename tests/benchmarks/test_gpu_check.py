@@ -238,3 +238,17 @@ def test_the_default_sweep_is_the_collapse_preset_when_there_is_one(monkeypatch)
     assert gpu._sweep_args(given) == ["--seed 3"]
     monkeypatch.delitem(PRESETS, "collapse")
     assert gpu._sweep_args(gpu.build_parser().parse_args([])) == []
+
+
+def test_concurrent_runs_start_together_and_each_meets_the_deadline(tmp_path) -> None:
+    python = sys.executable
+    runs = [
+        gpu.TrainingRun("quick", [python, "-c", "print('done')"], tmp_path / "a"),
+        gpu.TrainingRun("long", [python, "-c", "import time; time.sleep(120)"], tmp_path / "b"),
+    ]
+    saved: list[dict] = []
+    deadline = time.monotonic() + 3
+    part = gpu.runs_part(runs, gpu.TINY, tmp_path / "out", deadline, saved.append, True)
+    assert [r["status"] for r in part["runs"]] == ["finished", "stopped"]
+    assert part["concurrent"] and "shared the device" in part["note"]
+    assert part["status"] == "1 of 2 finished" and len(saved) == 2
