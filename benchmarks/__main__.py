@@ -2,7 +2,7 @@
 
 A benchmark is a module of this package with a `main(argv: list[str]) -> int` function; extra
 arguments after `--`, or from the first one that starts with `-` (`python -m benchmarks gpu
---tiny`), are passed to each. `gpu`, the one-shot check of a GPU slot, runs only when named.
+--tiny`), go to the one benchmark named. `gpu`, the one-shot check of a GPU slot, runs only when named.
 """
 
 from __future__ import annotations
@@ -30,15 +30,22 @@ def _split(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv[:first], extra
 
 
+USAGE = "usage: python -m benchmarks [NAME ...] | NAME [--] [OPTIONS] | -h"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     names, extra = _split(argv)
-    unknown = sorted(set(names) - set(available()))
-    if unknown:
-        print(
-            f"error: unknown benchmark {', '.join(unknown)}; available: {', '.join(available())}",
-            file=sys.stderr,
-        )
+    if not names and extra[:1] in (["-h"], ["--help"]):
+        print(f"{USAGE}\n\n{__doc__.strip()}\n\nbenchmarks: {', '.join(available())}")
+        return 0
+    problem = None
+    if unknown := sorted(set(names) - set(available())):
+        problem = f"unknown benchmark {', '.join(unknown)}; available: {', '.join(available())}"
+    elif extra and len(names) != 1:  # each benchmark has options of its own
+        problem = f"options ({extra[0]} ...) are for one benchmark: name it, as in {USAGE[7:]}"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     status = 0
     for name in names or [n for n in available() if n not in ONLY_WHEN_NAMED]:

@@ -151,8 +151,14 @@ def pipeline_batches(s: Session) -> Iterator[TrainBatch]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    s = _session(args)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if min(args.steps, args.rounds) < 1 or args.workers < 0:
+        parser.error("--steps and --rounds must be >= 1, --workers >= 0")
+    try:
+        s = _session(args)
+    except ValueError as exc:  # ConfigError, DataError: a bad value or missing data
+        parser.error(str(exc))
     resident = next(s.stream.epoch())
     pipelines = {
         "(a) pipeline": pipeline_batches(s),

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -122,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="seeds of the K=10 comparison")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    a, _ = p.parse_known_args(argv)
+    a = p.parse_args(argv)
+    if a.repeats < 1 or (a.threads is not None and a.threads < 1):
+        p.error(f"--repeats and --threads must be >= 1, got {a.repeats} and {a.threads}")
+    if not (math.isfinite(a.pgd_budget) and a.pgd_budget > 0):
+        p.error(f"--pgd-budget must be a finite number of seconds > 0, got {a.pgd_budget}")
     with torch_threads(a.threads):
         bench_certificate(a.cvxpy)
         bench_default_simulate()

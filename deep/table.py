@@ -40,7 +40,7 @@ import yaml
 from deep.config import PRESETS, Config, auto_preset, config_from_dict, flatten
 from deep.methods import METHODS, ORDER
 from deep.rundir import RunFolder
-from ufm.io import atomic_write_text
+from ufm.io import atomic_write_text, check_output_dir
 
 __all__ = [
     "METRICS",
@@ -60,6 +60,7 @@ _PLACE_KEYS = {
     "run.out",
     "run.progress",
     "run.device",
+    "run.threads",
     "run.compile",
     "run.eval_batch_size",
     "run.channels_last",
@@ -418,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m deep.table",
         description="Run (or resume) every dataset x imbalance x method x seed cell as its own "
         "deep.train run folder and tabulate mean ± std over seeds.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--datasets", default="fashion-mnist", help="comma-separated dataset names")
     p.add_argument("--imbalance", default="100", help="comma-separated ratios n_max / n_min")
@@ -436,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="config override for every run",
     )
     p.add_argument("--nproc", type=int, default=1, help="processes per run, under torchrun")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of every run (default: deep.train's, half the CPUs)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="print one command per cell, run none")
     mode.add_argument("--collect-only", action="store_true", help="tabulate, run nothing")
@@ -461,7 +469,10 @@ def build_plan(args: argparse.Namespace) -> Plan:
         raise ValueError("need at least one dataset and one method")
     if args.nproc < 1 or (args.nproc > 1 and args.in_process):
         raise ValueError(f"--nproc must be >= 1 (and 1 with --in-process), got {args.nproc}")
-    return Plan(
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    sets = tuple(args.set) + ((f"run.threads={args.threads}",) if args.threads else ())
+    plan = Plan(
         datasets=tuple(datasets),
         imbalances=_ratios(args.imbalance),
         methods=tuple(methods),
@@ -469,9 +480,17 @@ def build_plan(args: argparse.Namespace) -> Plan:
         root=Path(args.root),
         preset=args.preset or _auto_preset(),
         data_root=args.data_root,
-        sets=tuple(args.set),
+        sets=sets,
         nproc=args.nproc,
     )
+    if not args.dry_run:
+        check_output_dir(plan.root, "--root")
+    for cell in plan.cells():  # every cell's config, once, before any cell runs
+        try:
+            plan.expected_config(cell)
+        except ValueError as exc:
+            raise ValueError(f"{cell.name}: {exc}") from None
+    return plan
 
 
 def _auto_preset() -> str:
@@ -496,6 +515,11 @@ def _seeds(text: str) -> tuple[int, ...]:
     except ValueError:
         raise ValueError(f"--seeds must be a count or a list of integers, got {text!r}") from None
     if "," not in text and len(values) == 1:
+        if values[0] == 0:
+            raise ValueError(
+                "--seeds 0 asks for no seeds (--seeds N runs seeds 0..N-1); for seed 0 alone "
+                "pass --seeds 0, (with the comma)"
+            )
         values = list(range(values[0]))
     if not values or min(values) < 0 or len(set(values)) != len(values):
         raise ValueError(f"--seeds must give distinct seeds >= 0, got {text!r}")
@@ -520,6 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"deep.table: wrote {plan.root / 'results.md'}, results.csv, runs.csv")
     for cell in failed:
         print(f"deep.table: {cell.name} failed; see its output above", file=sys.stderr)
+    if records and all(r.status == "conflict" for r in records):
+        print(
+            f"deep.table: error: every cell's folder under {plan.root} holds another "
+            f"configuration; nothing was run or counted (another --root, or move them away)",
+            file=sys.stderr,
+        )
+        return 1
     return 130 if interrupted else int(bool(failed))
 
 

@@ -18,7 +18,9 @@ anything is written.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -53,6 +55,7 @@ from deep.report import say
 from deep.rundir import RunFolder
 from deep.session import Session, build_session
 from ufm.io import check_output_dir
+from ufm.runtime import default_threads
 
 __all__ = ["FLAGS", "build_parser", "main", "resolve"]
 
@@ -73,6 +76,7 @@ FLAGS = {
     "out": "run.out",
     "nc_every": "run.nc_every",
     "device": "run.device",
+    "threads": "run.threads",
     "amp": "run.amp",
 }
 
@@ -97,21 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any config key, e.g. --set optim.lr=0.05 (repeatable)",
     )
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--dataset", help=_choices(DATASETS))
+    p.add_argument("--dataset", help=_choices(DATASETS) + _FROM_PRESET)
     p.add_argument("--data-root", help="folder holding the dataset's files")
     p.add_argument("--imbalance", type=float, help="n_max / n_min of the training subset")
     p.add_argument("--profile", help="exp, step or none")
-    p.add_argument("--arch", help=f"backbone: {_choices(BACKBONES)}")
+    p.add_argument("--arch", help=f"backbone: {_choices(BACKBONES)}{_FROM_PRESET}")
     p.add_argument("--width", type=int, help="channel multiplier (feature dim 64 x width)")
     p.add_argument("--head", help=_choices(HEADS))
     p.add_argument("--loss", help=_choices(OBJECTIVES))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="global batch size")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int, help="epochs to train" + _FROM_PRESET)
+    p.add_argument("--batch-size", type=int, help="global batch size" + _FROM_PRESET)
+    p.add_argument("--lr", type=float, help="peak learning rate" + _FROM_PRESET)
+    p.add_argument(
+        "--seed", type=int, help="seed of initialisation, batch order, augmentation" + _FROM_PRESET
+    )
     p.add_argument("--out", help="run folder (default runs/deep/<name>)")
     p.add_argument("--nc-every", type=int, help="NC metrics every N epochs")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1, ..." + _FROM_PRESET)
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads per process (default: half the CPUs this process may use, "
+        "shared by torchrun's processes; 1 is fastest on a loaded machine)",
+    )
     p.add_argument("--amp", help="bf16 autocast: auto, bf16 or off")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -120,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p
+
+
+# The values behind these flags come from the preset (and --config): --print-config shows them.
+_FROM_PRESET = " (default: from the preset; --print-config shows every value)"
 
 
 def _choices(registry) -> str:
@@ -181,6 +197,18 @@ def _resume_config(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    threads = torch.get_num_threads()
+    try:
+        return _main(argv)
+    finally:  # a caller in the same process (deep.table --in-process, tests) keeps its own
+        torch.set_num_threads(threads)
+
+
+def _threads(cfg: Config) -> int:
+    return cfg.run.threads or default_threads(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     info = DistInfo()
@@ -191,11 +219,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.resume and os.environ.get("RANK", "0") == "0":
             _check_output(cfg)  # before the data is read: nothing to undo on a bad --out
+        torch.set_num_threads(_threads(cfg))
         info, device = init_distributed(cfg.run.device)
         say(info, f"deep.train: {note}" if note else None)
         session = build_session(cfg, info, device)
         session.command = argv
         folder = _open_folder(session, resume=bool(args.resume))
+        if args.resume and (first := _first_command(folder)) is not None:
+            session.command, session.resumed_with = first, argv
     except ValueError as exc:  # ConfigError, DataError and every rejected value
         print(f"deep.train: error: {exc}", file=sys.stderr)
         shutdown(info)
@@ -215,9 +246,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         shutdown(info)
-    if info.main and not args.no_figures:
+    if info.main and not (args.no_figures or "--no-figures" in session.command):
         _draw_figures(folder.path)
     return 0
+
+
+def _first_command(folder: RunFolder) -> list[str] | None:
+    """The arguments the run was started with, from its summary (None if there is none)."""
+    try:
+        command = json.loads(folder.summary.read_text(encoding="utf-8"))["environment"]["command"]
+        words = shlex.split(command)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return words[3:] if words[:3] == ["python", "-m", "deep.train"] else None
 
 
 def _draw_figures(run_dir: Path) -> None:

@@ -23,6 +23,7 @@ from figures.sweeps import SIZES, SWEEPS, run_sweep
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
 from figures.ufm import draw_ufm_run
 from ufm.io import check_output_dir
+from ufm.runtime import default_threads, torch_threads
 
 __all__ = ["main"]
 
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="folder for the figures")
     p.add_argument("--size", choices=SIZES, default="default", help="sweep size")
     p.add_argument("--recompute", action="store_true", help="ignore cached sweep results")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads of the sweeps' solvers (default: half the CPUs; 1 on a loaded "
+        "machine is often fastest)",
+    )
     p.add_argument(
         "--cache-dir", type=Path, default=Path("runs/sweeps"), help="where sweeps are cached"
     )
@@ -108,10 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sweeps = _sweep_names(args.sweep)
     several = len(sweeps) + len(args.runs) > 1
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         if args.out is not None:  # before any run is read or sweep computed
             check_output_dir(args.out, "--out")
-        paths = _draw_runs(args.runs, args.out, len(sweeps))
-        paths += _draw_sweeps(sweeps, args, several)
+        with torch_threads(args.threads or default_threads()):
+            paths = _draw_runs(args.runs, args.out, len(sweeps))
+            paths += _draw_sweeps(sweeps, args, several)
     except (FigureDataError, FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
