@@ -37,7 +37,7 @@ from torch import Tensor
 
 from ufm.problems import Vars, _check_counts, _check_positive
 
-__all__ = ["ClassGroups", "GroupedLPM", "full_certificate"]
+__all__ = ["ClassGroups", "GroupedLPM", "GroupedPenaltyUFM", "full_certificate"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,11 @@ class GroupedLPM:
         mult = self.sizes[None, :] - torch.eye(len(n), **opts)  # (m, m)
         self.log_mult = torch.where(mult > 0, mult.clamp_min(1).log(), -math.inf)
         self.root = self.sizes.sqrt()
+        # constants of every evaluation, computed once (small problems are overhead-bound)
+        self.root_rest = torch.sqrt(self.sizes - 1)  # (m,) sqrt(s_a - 1): a = root_rest alpha
+        self.inv_root_rest = torch.where(self.sizes > 1, 1 / self.root_rest.clamp_min(1), 0.0)
+        self.inv_pair = 1 / (self.root[:, None] * self.root[None, :])  # (m, m)
+        self.inv_rest = torch.where(self.sizes > 1, 1 / (self.sizes - 1).clamp_min(1), 0.0)
 
     def with_dtype(self, dtype: torch.dtype) -> GroupedLPM:
         return dataclasses.replace(self, counts=self.counts, dtype=dtype)
@@ -175,12 +180,17 @@ class GroupedLPM:
         """L (m, m): logit of any class of group b != own for a class of group a; t (m,): the
         target logit. L_ab = Q_ab / sqrt(s_a s_b) - [a = b] alpha_a / s_a, t_a = L_aa + alpha_a."""
         q, a = x
-        alpha = _alpha(a, self.sizes)
-        logits = q / (self.root[:, None] * self.root[None, :]) - torch.diag(alpha / self.sizes)
+        alpha = a * self.inv_root_rest
+        logits = q * self.inv_pair - torch.diag(alpha / self.sizes)
         return logits, logits.diagonal() + alpha
 
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
-        logits, target = self._logits(x)
+        value, grad, _, _ = self._ce(*self._logits(x))
+        return value, grad
+
+    def _ce(self, logits: Tensor, target: Tensor) -> tuple[Tensor, Vars, Tensor, Tensor]:
+        """sum_a s_a w_a CE_a, its gradient in (Q, a), the mass on each group b (m, m, target
+        excluded) and the target probability (m,), from the logit table of `_logits`."""
         shifted = logits + self.log_mult  # (m, m): log of the summed exp over group b
         top = torch.maximum(shifted.max(1).values, target)  # (m,)
         mass = torch.exp(shifted - top[:, None])
@@ -193,9 +203,9 @@ class GroupedLPM:
         # G_Q = diag(w sqrt(s)) P diag(1/sqrt(s)) + diag(w (p_t - 1)); g_a = sqrt(s - 1) g_alpha
         g_q = (w * self.root)[:, None] * mass / self.root[None, :]
         g_q.diagonal().add_(w * (p_target - 1))
-        other = mass.diagonal() / (self.sizes - 1).clamp_min(1)  # prob. of one other member
-        g_a = torch.sqrt(self.sizes - 1) * w * (p_target - 1 - other)
-        return value, (g_q, g_a)
+        other = mass.diagonal() * self.inv_rest  # probability of one other member
+        g_a = self.root_rest * w * (p_target - 1 - other)
+        return value, (g_q, g_a), mass, p_target
 
     def smooth_value(self, x: Vars) -> float:
         return float(self.value_and_grad(x)[0])
@@ -208,19 +218,19 @@ class GroupedLPM:
 
     def nuclear_norm(self, x: Vars) -> float:
         q, a = x
-        return float(torch.linalg.svdvals(q).sum() + (torch.sqrt(self.sizes - 1) * a.abs()).sum())
+        return float(torch.linalg.svdvals(q).sum() + (self.root_rest * a.abs()).sum())
 
     def prox(self, x: Vars, step: float) -> Vars:
         """Projection on ||Z||_* <= r: every singular value of Z shrunk by one tau."""
         q, a = x
         lam, v = _right_spectrum(q)  # (m,), (m, m)
         multiple = self.sizes > 1
-        values = torch.cat([lam, _alpha(a, self.sizes).abs()[multiple]])
+        values = torch.cat([lam, (a * self.inv_root_rest).abs()[multiple]])
         weights = torch.cat([torch.ones_like(lam), (self.sizes - 1)[multiple]])
         if float((values * weights).sum()) <= self.radius:
             return q, a
         tau = _threshold(values, weights, self.radius)
-        shrunk = torch.clamp(a.abs() - tau * torch.sqrt(self.sizes - 1), min=0.0)
+        shrunk = torch.clamp(a.abs() - tau * self.root_rest, min=0.0)
         return _shrink_spectrum(q, lam, v, tau), torch.sign(a) * shrunk
 
     def smoothness(self) -> float:
@@ -234,6 +244,132 @@ class GroupedLPM:
     def full(self, x: Vars) -> Tensor:
         """Zt (K, K), row k = logits of class k's mean."""
         return self.groups.expand(x[0], x[1])
+
+
+@dataclass
+class GroupedPenaltyUFM:
+    """Hong & Ling's convex form (`ufm.convex.NuclearPenaltyUFM`, Yt = D^{1/2} Z^T and bias b)
+    in the coordinates of the algebra: (Q, a) for Yt (D commutes with permuting classes of
+    equal counts) and bt_a = sqrt(s_a n_a) b_a for a bias constant on each group: sqrt(s_a)
+    makes it an isometry, sqrt(n_a) a preconditioning (the curvature in b_a is about n_a times
+    that in Y, so without it the bias alone would bound the step).
+    Row scaling by D^{-1/2} maps (Q, a) to (diag(n^{-1/2}) Q, a / sqrt(n)): the logits are
+    those of `GroupedLPM` at that point plus the bias."""
+
+    counts: Sequence[int] | np.ndarray
+    lam: float = 1e-3
+    lambda_b: float = 0.0
+    dtype: torch.dtype = torch.float64
+    device: torch.device | str = "cpu"
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        self.logit_form = GroupedLPM(self.counts, dtype=self.dtype, device=self.device)
+        self.groups = self.logit_form.groups
+        self.counts = self.logit_form.counts
+        self.lam = _check_positive(self.lam, "lambda")
+        if not (math.isfinite(self.lambda_b) and self.lambda_b >= 0):
+            raise ValueError(f"lambda_b must be a finite number >= 0, got {self.lambda_b!r}")
+        self.sizes, self.weights = self.logit_form.sizes, self.logit_form.weights
+        n = torch.as_tensor(self.groups.counts, dtype=self.dtype, device=self.device)
+        self.root_n = n.sqrt()  # (m,)
+        self.bias_scale = self.logit_form.root * self.root_n  # bt = bias_scale * b
+
+    def with_dtype(self, dtype: torch.dtype) -> GroupedPenaltyUFM:
+        return dataclasses.replace(self, counts=self.counts, dtype=dtype)
+
+    def random_start(self, seed: int) -> Vars:
+        gen = torch.Generator().manual_seed(seed)
+        m = self.groups.num_groups
+        q = torch.randn(m, m, generator=gen, dtype=torch.float64) * 0.01
+        a = torch.randn(m, generator=gen, dtype=torch.float64) * 0.01 * (self.sizes.cpu() > 1)
+        return tuple(v.to(self.dtype).to(self.device) for v in (q, a, torch.zeros(m)))
+
+    def _data(self, x: Vars) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """CE part: value, its gradients in (Q, a, bt), and the masses (P (m, m), p_target)."""
+        q, a, bt = x
+        logits, target = self.logit_form._logits((q / self.root_n[:, None], a / self.root_n))
+        b = bt / self.bias_scale
+        value, (g_q, g_a), mass, p_t = self.logit_form._ce(logits + b[None, :], target + b)
+        total = mass + torch.diag(p_t)  # (m, m): mass on group b, target included
+        sw = self.sizes * self.weights
+        g_b = ((sw @ total) / self.root - self.root * self.weights) / self.root_n  # in bt
+        return value, g_q / self.root_n[:, None], g_a / self.root_n, g_b, total, sw
+
+    @property
+    def root(self) -> Tensor:
+        return self.logit_form.root  # (m,) sqrt(s_a)
+
+    def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
+        value, g_q, g_a, g_b, _, _ = self._data(x)
+        bt = x[2]
+        if not self.bias:
+            return value, (g_q, g_a, torch.zeros_like(bt))
+        value = value + self.lambda_b * (bt * bt / self.root_n**2).sum()
+        return value, (g_q, g_a, g_b + 2 * self.lambda_b * bt / self.root_n**2)
+
+    def smooth_value(self, x: Vars) -> float:
+        return float(self.value_and_grad(x)[0])
+
+    def penalty(self, x: Vars) -> float:
+        q, a, _ = x
+        nuclear = torch.linalg.svdvals(q).sum() + (self.logit_form.root_rest * a.abs()).sum()
+        return self.lam * float(nuclear)
+
+    def objective(self, x: Vars) -> float:
+        return self.smooth_value(x) + self.penalty(x)
+
+    def prox(self, x: Vars, step: float) -> Vars:
+        """Singular-value soft thresholding of Yt by step * lambda; the bias is unchanged."""
+        q, a, bt = x
+        tau = step * self.lam
+        if tau <= 0:
+            return x
+        s, v = _right_spectrum(q)
+        shrunk = torch.clamp(a.abs() - tau * self.logit_form.root_rest, min=0.0)
+        return _shrink_spectrum(q, s, v, tau), torch.sign(a) * shrunk, bt
+
+    def smoothness(self) -> float:
+        return float((self.weights / self.root_n**2).max() / 2 + 2 * self.lambda_b + 1e-12)
+
+    def polish_bias(self, x: Vars, iters: int = 50) -> Vars:
+        """Minimise the smooth part over the bias exactly (Newton, pseudo-inverse)."""
+        if not self.bias:
+            return x
+        q, a, bt = x
+        eye = torch.eye(len(bt), dtype=bt.dtype, device=bt.device)
+        iso = bt / self.root_n  # sqrt(s_a) b_a: Newton in the Euclidean metric of b
+        for _ in range(iters):
+            _, _, _, g_b, total, sw = self._data((q, a, iso * self.root_n))
+            g = g_b * self.root_n + 2 * self.lambda_b * iso
+            if float(torch.linalg.norm(g)) < 1e-15:
+                break
+            # Hessian in bt: diag(sum_a s_a w_a P_ab / s_b) - X^T X,
+            # X_ab = sqrt(s_a w_a) P_ab / sqrt(s_b)
+            xm = sw.sqrt()[:, None] * total / self.root[None, :]
+            hess = torch.diag((sw @ total) / self.sizes) - xm.T @ xm + 2 * self.lambda_b * eye
+            iso = iso - torch.linalg.pinv(hess, hermitian=True, rtol=1e-13) @ g
+        return q, a, iso * self.root_n
+
+    def lower_bound(self, x: Vars) -> float:
+        if self.lambda_b == 0 or not self.bias:
+            x = self.polish_bias(x)
+        q, a, bt = x
+        data, g_q, g_a, g_b, _, _ = self._data(x)
+        radius = self.objective(x) / self.lam  # lam ||Y*||_* <= F* <= F(x)
+        op = algebra_op_norm(g_q, g_a, self.sizes)
+        inner = float((g_q * q).sum() + (g_a * a).sum())
+        bound = float(data) - inner + radius * min(0.0, self.lam - op)
+        if self.bias and self.lambda_b > 0:
+            g_iso, b_iso = g_b * self.root_n, bt / self.root_n  # the metric of b
+            bound -= float((g_iso * b_iso).sum()) + float((g_iso**2).sum()) / (4 * self.lambda_b)
+        return bound
+
+    def full(self, x: Vars) -> tuple[Tensor, Tensor]:
+        """(Yt (K, K), b (K,)) of the K x K form."""
+        q, a, bt = x
+        idx = torch.as_tensor(self.groups.index, device=q.device)
+        return self.groups.expand(q, a), (bt / self.bias_scale)[idx]
 
 
 def full_certificate(

@@ -10,8 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import close
-from ufm.convex import NuclearBallLPM, project_nuclear_ball, solve_lpm_convex
-from ufm.grouped import ClassGroups, GroupedLPM, full_certificate
+from ufm.convex import (
+    NuclearBallLPM,
+    NuclearPenaltyUFM,
+    project_nuclear_ball,
+    solve_lpm_convex,
+    solve_regularized_convex,
+)
+from ufm.grouped import ClassGroups, GroupedLPM, GroupedPenaltyUFM, full_certificate
 from ufm.imbalance import exponential_counts, step_counts
 
 COUNTS = [50, 20, 50, 7, 20, 7, 7, 3]  # groups of sizes 2, 2, 3, 1, in an unsorted order
@@ -112,3 +118,41 @@ def test_balanced_counts_reduce_to_one_group() -> None:
     assert p.groups.num_groups == 1
     res = solve_lpm_convex([100] * 10, 1.0, 5.0, tol=1e-12)
     assert res.value == pytest.approx(0.5597815, abs=5e-8)
+
+
+@pytest.mark.parametrize(("lambda_b", "bias"), [(0.0, True), (2e-3, True), (0.0, False)])
+def test_penalty_form_matches_the_full_form(lambda_b: float, bias: bool) -> None:
+    full = NuclearPenaltyUFM(COUNTS, 4e-3, lambda_b, bias=bias)
+    p = GroupedPenaltyUFM(COUNTS, 4e-3, lambda_b, bias=bias)
+    gen = torch.Generator().manual_seed(0)
+    q, a, _ = p.random_start(1)
+    bt = torch.randn(4, generator=gen, dtype=torch.float64)
+    x = (q * 300, a * 300, bt)
+    yt, b = p.full(x)
+    value, (g_y, g_b) = full.value_and_grad((yt, b))
+    v, (g_q, g_a, g_bt) = p.value_and_grad(x)
+    assert close(v, value)
+    q_ref, a_ref = p.groups.reduce(g_y)
+    torch.testing.assert_close(g_q, q_ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(g_a, a_ref, atol=1e-12, rtol=0)
+    idx = torch.as_tensor(p.groups.index)
+    summed = torch.zeros(4, dtype=torch.float64).index_add_(0, idx, g_b)  # chain rule in bt
+    torch.testing.assert_close(g_bt, summed / p.bias_scale, atol=1e-12, rtol=0)
+    assert p.penalty(x) == pytest.approx(full.penalty((yt, b)), rel=1e-12)
+    step = 50.0
+    torch.testing.assert_close(
+        p.full(p.prox(x, step))[0], full.prox((yt, b), step)[0], atol=1e-9, rtol=0
+    )
+    opt = solve_regularized_convex(COUNTS, 4e-3, lambda_b, tol=1e-11, grouped=False, bias=bias)
+    assert p.lower_bound(x) <= opt.value + 1e-12 <= p.objective(x) + 1e-12
+
+
+@pytest.mark.parametrize(("lambda_b", "bias"), [(0.0, True), (1e-3, True), (0.0, False)])
+def test_grouped_regularized_solve_matches_the_full_solve(lambda_b: float, bias: bool) -> None:
+    counts = list(step_counts(3, 200, 4, 10))
+    grouped = solve_regularized_convex(counts, 3e-3, lambda_b, tol=1e-11, bias=bias)
+    plain = solve_regularized_convex(counts, 3e-3, lambda_b, tol=1e-11, grouped=False, bias=bias)
+    assert grouped.relative_gap <= 1e-11
+    assert grouped.lower_bound <= plain.value + 1e-12
+    assert plain.lower_bound <= grouped.value + 1e-12
+    assert np.abs(grouped.z.numpy() - plain.z.numpy()).max() < 1e-4
