@@ -56,6 +56,13 @@ def _one_thread() -> Iterator[None]:
         yield
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes the `cuda` fixture is a GPU test: `pytest -m gpu` selects it too."""
+    for item in items:
+        if "cuda" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.gpu)
+
+
 @pytest.fixture
 def cuda() -> torch.device:
     if not torch.cuda.is_available():
