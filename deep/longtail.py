@@ -7,8 +7,10 @@ smallest class size found in the data unless capped. Which images of a class are
 without replacement from a CPU generator seeded by `subset_seed`, so the subset is a function of
 the data and that seed alone. Test sets are never subsampled.
 
-Class groups come from the counts: head / medium / tail thirds (`ufm.imbalance.head_medium_tail`)
-and the minority group whose collapse the NC metrics watch.
+Class groups come from the counts: head / medium / tail thirds (`ufm.imbalance.head_medium_tail`),
+the literature's many-shot (> 100 training images), medium-shot (20-100) and few-shot (< 20)
+classes (Liu et al., CVPR 2019, "Large-Scale Long-Tailed Recognition in an Open World"; most
+long-tail papers report these), and the minority group whose collapse the NC metrics watch.
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ from torch import Tensor
 
 from ufm.imbalance import check_ratio, exponential_counts, head_medium_tail, step_counts
 
-__all__ = ["PROFILES", "class_groups", "longtail_indices", "minority_classes", "profile_counts"]
+__all__ = [
+    "FEW_SHOT_BELOW",
+    "MANY_SHOT_ABOVE",
+    "PROFILES",
+    "class_groups",
+    "longtail_indices",
+    "minority_classes",
+    "profile_counts",
+    "shot_groups",
+]
 
 PROFILES = ("exp", "step", "none")
+MANY_SHOT_ABOVE = 100  # [training images] a many-shot class has more
+FEW_SHOT_BELOW = 20  # [training images] a few-shot class has fewer
 
 
 def profile_counts(
@@ -77,8 +90,24 @@ def longtail_indices(labels: Tensor, counts: np.ndarray, seed: int) -> Tensor:
 
 
 def class_groups(counts: np.ndarray) -> dict[str, list[int]]:
-    """Head / medium / tail class indices: thirds by training count (ufm's convention)."""
-    return {name: idx.tolist() for name, idx in head_medium_tail(np.asarray(counts)).items()}
+    """Head / medium / tail class indices (thirds by training count, ufm's convention), then
+    the many-, medium- and few-shot classes by absolute count (`shot_groups`)."""
+    thirds = {name: idx.tolist() for name, idx in head_medium_tail(np.asarray(counts)).items()}
+    return thirds | shot_groups(counts)
+
+
+def shot_groups(counts: np.ndarray) -> dict[str, list[int]]:
+    """many_shot: n_k > 100, medium_shot: 20 <= n_k <= 100, few_shot: n_k < 20 training
+    images (Liu et al. 2019), so that accuracies compare with the papers' tables. A group may
+    be empty (Fashion-MNIST-LT at rho = 100 has no few-shot class); its accuracy is then NaN."""
+    counts = np.asarray(counts)
+    return {
+        "many_shot": np.flatnonzero(counts > MANY_SHOT_ABOVE).tolist(),
+        "medium_shot": np.flatnonzero(
+            (counts >= FEW_SHOT_BELOW) & (counts <= MANY_SHOT_ABOVE)
+        ).tolist(),
+        "few_shot": np.flatnonzero(counts < FEW_SHOT_BELOW).tolist(),
+    }
 
 
 def minority_classes(counts: np.ndarray) -> list[int]:

@@ -218,6 +218,10 @@ METRICS: dict[str, tuple[str, Callable[[dict], Any], str]] = {
     "nc1": ("NC1", lambda s: s.get("nc", {}).get("nc1"), "nc1"),
     "minority_cos_w": ("min. cos W", lambda s: s.get("nc", {}).get("minority_cosine_w"), "cos"),
     "minority_cos_h": ("min. cos H", lambda s: s.get("nc", {}).get("minority_cosine_h"), "cos"),
+    # The papers' splits by absolute count: > 100, 20-100, < 20 training images.
+    "many_shot": ("many", lambda s: s.get("group_acc", {}).get("many_shot"), "acc"),
+    "medium_shot": ("med.-shot", lambda s: s.get("group_acc", {}).get("medium_shot"), "acc"),
+    "few_shot": ("few", lambda s: s.get("group_acc", {}).get("few_shot"), "acc"),
 }
 
 

@@ -56,6 +56,21 @@ def test_too_few_images_is_an_error() -> None:
 
 def test_groups_and_minority_follow_the_counts() -> None:
     counts = np.array([50, 5, 40, 10, 30, 20])  # not sorted: groups go by size, not index
-    assert class_groups(counts) == {"head": [0, 2], "medium": [4, 5], "tail": [1, 3]}
+    groups = class_groups(counts)
+    assert {k: groups[k] for k in ("head", "medium", "tail")} == {
+        "head": [0, 2], "medium": [4, 5], "tail": [1, 3]}  # fmt: skip
     assert minority_classes(counts) == [1, 3]
     assert minority_classes(np.array([9, 3, 5])) == [1, 2]  # at least two classes
+
+
+def test_shot_groups_by_absolute_count_on_both_sides_of_each_threshold() -> None:
+    counts = np.array([5000, 101, 100, 20, 19, 1])
+    groups = class_groups(counts)
+    assert groups["many_shot"] == [0, 1]  # more than 100 training images
+    assert groups["medium_shot"] == [2, 3]  # 20 to 100
+    assert groups["few_shot"] == [4, 5]  # fewer than 20
+    # Every class in exactly one shot group; thirds go by rank, shots by count.
+    assert sorted(groups["many_shot"] + groups["medium_shot"] + groups["few_shot"]) == list(
+        range(6)
+    )
+    assert groups["tail"] == [4, 5] and class_groups(np.array([50] * 3))["few_shot"] == []

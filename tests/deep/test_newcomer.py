@@ -74,6 +74,11 @@ def test_a_resumed_summary_names_both_commands(idx_root, tmp_path, monkeypatch) 
     assert main(["--resume", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["best_test_acc_chosen_on"] == "test"
+    # The papers' shot groups beside the thirds: counts 12 ... 2 here, so all few-shot.
+    assert summary["groups"]["few_shot"] == list(range(10)) and summary["groups"]["many_shot"] == []
+    assert summary["group_acc"]["few_shot"] == pytest.approx(summary["last_test_acc"])
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"many_shot_acc", "medium_shot_acc", "few_shot_acc"} <= set(header)
     env = summary["environment"]
     assert "--no-figures" in env["command"].split() and "--epochs 2" in env["command"]
     assert env["resume_command"] == f"python -m deep.train --resume {out}"
