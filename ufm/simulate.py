@@ -28,6 +28,7 @@ import io
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ __all__ = [
 ]
 
 CLASSIFIERS = ("etf", "learnable")
+PROGRESS_SECONDS = 30.0  # [s] between progress lines of a long solve
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 # Rounding of an objective (a mean of <= ~1e5 terms) relative to max(1, |f|): how far below a
 # certified lower bound an objective may fall before the bound is wrong, not the arithmetic.
@@ -255,10 +257,36 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _progress_lines(name: str) -> Callable[[int, float], None]:
+    """A solver callback printing a line every PROGRESS_SECONDS: a long solve stays visible in
+    a log file, where no progress bar is drawn."""
+    start = time.perf_counter()
+    due = start + PROGRESS_SECONDS
+
+    def callback(iteration: int, objective: float) -> None:
+        nonlocal due
+        if (now := time.perf_counter()) >= due:
+            due = now + PROGRESS_SECONDS
+            print(
+                f"  {name}: iteration {iteration}, objective {objective:.10g}, {now - start:.0f} s",
+                flush=True,
+            )
+
+    return callback
+
+
 def run_configuration(
-    cfg: SimulateConfig, profile: ClassProfile, classifier: str, loss: str, device: torch.device
+    cfg: SimulateConfig,
+    profile: ClassProfile,
+    classifier: str,
+    loss: str,
+    device: torch.device,
+    *,
+    progress: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """Solve one configuration; returns (summary entry, history, `solution_geometry`)."""
+    """Solve one configuration; returns (summary entry, history, `solution_geometry`).
+
+    With `progress`, a line every PROGRESS_SECONDS while the solver runs."""
     problem = build_problem(cfg, profile, classifier, loss, device)
     ref = reference_optimum(cfg, problem, device)
     # A degenerate problem has no unique minimizer to be stationary at: the gap alone counts.
@@ -271,6 +299,7 @@ def run_configuration(
         target=ref["lower_bound"],  # the stopping gap is the certified one
         grad_tol=grad_tol,
         max_iter=cfg.max_iter,
+        callback=_progress_lines(f"{classifier}+{loss}") if progress else None,
     )
     metrics = nc_metrics(
         problem.features(result.x),
@@ -394,7 +423,9 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     for classifier in cfg.classifiers:
         for loss in cfg.losses:
             with torch_threads(cfg.threads):
-                entry, hist, geo = run_configuration(cfg, profile, classifier, loss, device)
+                entry, hist, geo = run_configuration(
+                    cfg, profile, classifier, loss, device, progress=echo
+                )
             runs.append(entry)
             name = f"{classifier}+{loss}"
             if echo:  # a line per configuration: logs of long runs are never silent for long

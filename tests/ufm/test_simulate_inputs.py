@@ -61,6 +61,17 @@ def test_simulate_prints_a_line_per_configuration(tmp_path, capsys) -> None:
         assert f"  {name}: " in out and "iterations" in out
 
 
+def test_simulate_prints_progress_during_a_long_solve(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(simulate, "PROGRESS_SECONDS", 0.0)  # every iteration counts as long
+    args = [*SMALL, "--classifiers", "etf", "--losses", "ce", "--out", str(tmp_path / "run")]
+    assert simulate.main(args) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "iteration " in ln]
+    assert lines and lines[0].startswith("  etf+ce: iteration ") and "objective" in lines[0]
+    cfg = simulate.parse_args([*SMALL, "--out", str(tmp_path / "lib")])
+    simulate.run_simulation(cfg, echo=False)  # the library call prints nothing
+    assert capsys.readouterr().out == ""
+
+
 def test_simulate_help_shows_the_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         simulate.parse_args(["--help"])
