@@ -3,6 +3,7 @@
     python -m figures runs/ufm/<run>                  # -> runs/ufm/<run>/figures/
     python -m figures runs/deep/<run>                 # -> runs/deep/<run>/figures/
     python -m figures runs/deep/<a> runs/deep/<b>     # compared -> runs/compare/<a>_vs_<b>/
+    python -m figures runs/deep/collapse-fmnist       # after deep.compare: minority collapse
     python -m figures --sweep minority-collapse       # computed once, cached in runs/sweeps/
     python -m figures --sweep all --out paper/figs    # every sweep into one folder
 
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from figures.collapse import comparison_file, draw_comparison
 from figures.runs import FigureDataError, detect_kind
 from figures.sweeps import SIZES, SWEEPS, run_sweep
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
@@ -68,11 +70,15 @@ def _subfolder(out: Path | None, name: str, several: bool) -> Path | None:
 
 
 def _draw_runs(runs: Sequence[Path], out: Path | None, sweeps: int) -> list[Path]:
+    compared = [run for run in runs if _is_comparison(run)]
+    paths: list[Path] = []
+    for run in compared:  # deep.compare folders, or deep.table roots holding one
+        paths += draw_comparison(run, _subfolder(out, run.name, len(runs) + sweeps > 1))
+    runs = [run for run in runs if run not in compared]
     kinds = {run: detect_kind(run) for run in runs}
     ufm_runs = [r for r in runs if kinds[r] == "ufm"]
     deep_runs = [r for r in runs if kinds[r] == "deep"]
-    several = len(ufm_runs) + bool(deep_runs) + sweeps > 1  # targets sharing --out
-    paths: list[Path] = []
+    several = len(ufm_runs) + bool(deep_runs) + sweeps + len(compared) > 1  # sharing --out
     for run in ufm_runs:
         paths += draw_ufm_run(run, _subfolder(out, run.name, several))
     if len(deep_runs) == 1:
@@ -81,6 +87,20 @@ def _draw_runs(runs: Sequence[Path], out: Path | None, sweeps: int) -> list[Path
         target = _subfolder(out, "training", several) or compare_folder(deep_runs)
         paths += draw_training_runs(deep_runs, target)
     return paths
+
+
+def _is_comparison(path: Path) -> bool:
+    """A deep.compare output (comparison.json), or a folder of runs that holds one."""
+    if (path / "config.yaml").is_file() or (path / "config.json").is_file():
+        return False
+    if comparison_file(path) is not None:
+        return True
+    if path.is_dir() and any((p / "config.yaml").is_file() for p in path.iterdir()):
+        raise FigureDataError(
+            f"{path} is a folder of training runs without a comparison; run "
+            f"python -m deep.compare {path} first, then draw it"
+        )
+    return False
 
 
 def _sweep_names(names: Sequence[str]) -> list[str]:
