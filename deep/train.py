@@ -231,6 +231,10 @@ def _main(argv: list[str] | None) -> int:
         print(f"deep.train: error: {exc}", file=sys.stderr)
         shutdown(info)
         return 2
+    except KeyboardInterrupt:  # while the data loads: no epoch ran, no result to lose
+        print("\ndeep.train: interrupted before the first epoch", file=sys.stderr)
+        shutdown(info)
+        return 130
     try:
         _configure_backends(session.device)
         train(session, folder)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from deep.train import main
+from tests.deep import fakes
 from tests.deep.test_train import _args
 
 
@@ -213,4 +214,28 @@ def test_device_tpu_is_one_message(idx_root, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     assert main(_args("fashion-mnist", idx_root, out, "--device", "tpu")) == 2
     assert "run.device must be auto, cpu, cuda or cuda:N, got 'tpu'" in _err_line(capsys)
+    assert not out.exists()
+
+
+def test_a_decompression_bomb_in_a_folder_dataset_is_one_message(tmp_path, capsys) -> None:
+    from tests.test_fuzz_bad_inputs import _png_with_size
+
+    root = fakes.write_folder_dataset(tmp_path / "folder")
+    (root / "train" / "cat" / "0.png").write_bytes(_png_with_size(20000, 20000))  # 4e8 pixels
+    out = tmp_path / "run"
+    assert main(_args("folder", root, out)) == 2
+    line = _err_line(capsys)
+    assert "cannot read image" in line and "decompression bomb" in line
+    assert not out.exists()
+
+
+def test_ctrl_c_while_the_data_loads_is_one_message(idx_root, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("deep.train.build_session", interrupted)
+    out = tmp_path / "run"
+    assert main(_args("fashion-mnist", idx_root, out)) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["deep.train: interrupted before the first epoch"]
     assert not out.exists()
