@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "CIFAR-10-LT runs, written to one results folder as each part ends.",
     )
     p.add_argument("--tiny", action="store_true", help="toy sizes, runs on the CPU (the test)")
-    p.add_argument("--out", type=Path, help="results folder (default runs/gpu-check/<time>/)")
+    p.add_argument(
+        "--out", type=Path, help="results folder (default runs/gpu-check/<time>/results)"
+    )
     p.add_argument("--runs", type=Path, help="training run folders (default <out>/../runs)")
     p.add_argument("--budget", type=float, help="total seconds (default 480; --tiny 600)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"some of {','.join(PARTS)}")
@@ -170,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="ARGS",
-        help="deep.train arguments of "
-        "one part-4 run, quoted (repeatable); data, --out and the --set values are added first",
+        help="deep.train arguments of one part-4 run, quoted (repeatable); the data, --out and "
+        "--set values come first",
     )
     p.add_argument("--tests", default="tests", help="what pytest -m gpu collects")
     return p
@@ -206,6 +208,8 @@ def results_markdown(results: dict[str, Any]) -> str:
         f"budget {results['budget_s']:g} s; code {results['version'].get('commit', '?')}",
         f"`{results['command']}`",
     ]
+    if not results.get("finished"):
+        lines.append("**Not finished**: still running, or stopped before its end.")
     parts = results["parts"]
     for name in PARTS:
         if name in parts:
@@ -240,9 +244,9 @@ def _throughput_md(part: dict[str, Any]) -> list[str]:
 
 def _runs_md(part: dict[str, Any]) -> list[str]:
     lines = [
-        "| run | status | epochs | wall s | img/s | top-1 | head | medium | tail | NC1 | "
+        "| run | status | epochs | wall s | train s | img/s | top-1 | head | medium | tail | NC1 | "
         "ETF dist. | min. cos W | min. cos H |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- " * 14 + "|",
     ]
     for r in part["runs"]:
         nc = r.get("nc") or {}
@@ -251,6 +255,7 @@ def _runs_md(part: dict[str, Any]) -> list[str]:
             r["status"],
             f"{r.get('epochs_done', 0)}/{r.get('epochs', '?')}",
             _fmt(r.get("wall_s"), ".0f"),
+            _fmt(r.get("train_seconds"), ".0f"),
             _fmt(r.get("images_per_second"), ".0f"),
             *(_fmt(_percent(r.get(k)), ".1f") for k in ("test_acc", "head", "medium", "tail")),
             _fmt(nc.get("nc1"), ".3g"),
