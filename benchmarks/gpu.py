@@ -65,6 +65,8 @@ from deep.data import DataError, DataRequest, load_dataset
 from deep.distributed import DistInfo, resolve_device
 from deep.session import Session, TrainStep, build_session
 from deep.table import Plan
+from deep.train import build_parser as train_parser
+from deep.train import resolve
 from ufm.io import atomic_write_json, atomic_write_text, code_version
 
 __all__ = [
@@ -665,9 +667,6 @@ _RUNS = {"paper": paper_runs, "sweep": sweep_runs}
 def check_run(run: TrainingRun) -> None:
     """Resolve a training run's config as deep.train will: a bad value is a ValueError now,
     not a failed run later. Arguments deep.train does not take are one too."""
-    from deep.train import build_parser as train_parser
-    from deep.train import resolve
-
     args = run.command[run.command.index("deep.train") + 1 :]
     parser = train_parser()
     parser.exit_on_error = False
