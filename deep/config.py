@@ -62,6 +62,9 @@ class DataConfig:
     subset_seed: int = 0  # seed of which images form the subset; kept apart from run.seed so
     #                       that runs with different seeds train on the same images
     image_size: int | None = None  # folder datasets: resize to N x N [pixels]; None = as found
+    val_per_class: int = 0  # a balanced validation set of this many training images per class,
+    #                         held out before the subset is drawn; 0 = none (best_test_acc is
+    #                         then chosen on the test set, as the papers' code does)
 
 
 @dataclass
@@ -355,6 +358,7 @@ def _check(cfg: Config) -> None:
         (_unset_or_positive(cfg.data.max_per_class), "data.max_per_class", ">= 1 or null"),
         (_unset_or_positive(cfg.data.num_minority), "data.num_minority", ">= 1 or null"),
         (_unset_or_positive(cfg.data.image_size), "data.image_size", ">= 1 or null"),
+        (cfg.data.val_per_class >= 0, "data.val_per_class", ">= 0"),
         (
             _DEVICE.fullmatch(cfg.run.device) is not None,
             "run.device",

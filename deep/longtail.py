@@ -26,6 +26,7 @@ __all__ = [
     "MANY_SHOT_ABOVE",
     "PROFILES",
     "class_groups",
+    "hold_out",
     "longtail_indices",
     "minority_classes",
     "profile_counts",
@@ -87,6 +88,35 @@ def longtail_indices(labels: Tensor, counts: np.ndarray, seed: int) -> Tensor:
             raise ValueError(f"class {k} has {len(members)} images, fewer than the {n_k} asked for")
         chosen.append(members[torch.randperm(len(members), generator=gen)[:n_k]])
     return torch.sort(torch.cat(chosen)).values
+
+
+def hold_out(labels: Tensor, per_class: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A balanced validation set carved out of the training images before the long-tailed
+    subset is drawn (as ImageNet-LT's 20 per class): `per_class` images of every class, drawn
+    with `seed`. Returns (pool, held), sorted CPU index tensors: the images left for training
+    and the held-out ones. per_class = 0 holds nothing out (pool = every index).
+    """
+    labels = labels.cpu()
+    if per_class == 0:
+        return torch.arange(len(labels)), torch.zeros(0, dtype=torch.int64)
+    num_classes = int(labels.max()) + 1
+    sizes = torch.bincount(labels, minlength=num_classes)
+    if int(sizes.min()) <= per_class:
+        k = int(sizes.argmin())
+        raise ValueError(
+            f"data.val_per_class = {per_class} would leave class {k} ({int(sizes[k])} training "
+            f"images) nothing to train on; use fewer"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    held = torch.cat(
+        [
+            members[torch.randperm(len(members), generator=gen)[:per_class]]
+            for members in (torch.nonzero(labels == k).flatten() for k in range(num_classes))
+        ]
+    )
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[held] = False
+    return torch.nonzero(keep).flatten(), torch.sort(held).values
 
 
 def class_groups(counts: np.ndarray) -> dict[str, list[int]]:

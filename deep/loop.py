@@ -31,7 +31,7 @@ from deep.evaluate import (
 )
 from deep.report import build_summary, epoch_line, header, say
 from deep.rundir import RunFolder
-from deep.session import Session
+from deep.session import Session, Split
 
 __all__ = [
     "evaluate_epoch",
@@ -160,6 +160,8 @@ def evaluate_epoch(s: Session, with_nc: bool, with_test: bool = True) -> dict[st
         s.eval_net.refresh(s.net)
     net = s.eval_net
     out = _test_accuracy(s, net) if with_test else {}
+    if with_test and s.val is not None:
+        out["val_acc"] = _val_accuracy(s, net, s.val)
     out["eval_seconds"] = time.perf_counter() - start
     if with_nc:
         start = time.perf_counter()
@@ -179,6 +181,14 @@ def _test_accuracy(s: Session, net: EvalNetwork) -> dict[str, Any]:
     report = accuracy_from_counts(counts, s.groups)
     per_class = report.pop("per_class_acc")
     return report | {f"acc_class_{k}": acc for k, acc in enumerate(per_class)}
+
+
+def _val_accuracy(s: Session, net: EvalNetwork, val: Split) -> float:
+    """Top-1 accuracy on the held-out validation images (balanced: every class counts alike)."""
+    part = _shard(len(val.labels), s.info)
+    _, logits = forward_session(s, net, val.images[part])
+    counts = all_reduce_sum(class_correct(logits, val.labels[part], s.num_classes), s.info)
+    return float(counts[0].sum() / counts[1].sum())
 
 
 def _train_set_report(s: Session, net: EvalNetwork) -> dict[str, Any]:

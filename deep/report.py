@@ -38,6 +38,7 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
         # The best epoch is chosen on the test set itself, as the papers' code does: an
         # optimistic number; last_test_acc involves no choice.
         "best_test_acc_chosen_on": "test",
+        **_best_on_validation(tested),
         "best_epoch": best.get("epoch"),
         "last_test_acc": last.get("test_acc"),
         "per_class_acc": [last.get(f"acc_class_{c}") for c in range(k)] if last else [],
@@ -59,6 +60,20 @@ def build_summary(s: Session, seconds: float, finished: bool) -> dict[str, Any]:
         "data_source": s.data.source,
         "num_parameters": sum(p.numel() for p in s.net.parameters()),
         "environment": _environment(s),
+    }
+
+
+def _best_on_validation(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """With a validation split (data.val_per_class): the epoch of the best validation accuracy
+    and the test accuracy there, the number a paper can report without choosing on the test."""
+    rows = [r for r in rows if "val_acc" in r]
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: r["val_acc"])
+    return {
+        "best_val_acc": best["val_acc"],
+        "best_val_epoch": best["epoch"],
+        "test_acc_at_best_val": best.get("test_acc"),
     }
 
 

@@ -22,7 +22,13 @@ from deep.config import Config
 from deep.data import DataError, DataRequest, ImageData, load_dataset
 from deep.distributed import DistInfo
 from deep.evaluate import EvalNetwork
-from deep.longtail import class_groups, longtail_indices, minority_classes, profile_counts
+from deep.longtail import (
+    class_groups,
+    hold_out,
+    longtail_indices,
+    minority_classes,
+    profile_counts,
+)
 from deep.network import Network, build_network
 from deep.objectives import Objective, ObjectiveContext, build_objective
 from deep.schedule import StepSchedule
@@ -87,6 +93,7 @@ class Session:
     geometry: list[dict[str, Any]] = field(default_factory=list)  # a snapshot per NC evaluation
     command: list[str] = field(default_factory=list)  # the arguments the run was started with
     resumed_with: list[str] = field(default_factory=list)  # those of the latest --resume
+    val: Split | None = None  # the held-out validation images (data.val_per_class > 0)
 
     @property
     def num_classes(self) -> int:
@@ -118,9 +125,12 @@ def _cpu_has_amx() -> bool:
 def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:
     """Data, subset, network, objective, optimizer, schedule and stream for `cfg`."""
     data = _load(cfg)
-    counts = _subset_counts(cfg, data)
-    chosen = longtail_indices(data.train_labels, counts, cfg.data.subset_seed)
+    seed = cfg.data.subset_seed
+    pool, held = hold_out(data.train_labels, cfg.data.val_per_class, derive_seed(seed, "val"))
+    counts = _subset_counts(cfg, data, data.train_labels[pool])
+    chosen = pool[longtail_indices(data.train_labels[pool], counts, seed)]
     train = Split(data.train_images[chosen].to(device), data.train_labels[chosen].to(device))
+    val = Split(data.train_images[held].to(device), data.train_labels[held].to(device))
     test = Split(data.test_images.to(device), data.test_labels.to(device))
     normalizer = Normalizer.from_images(train.images).to(device)
     net = _network(cfg, data, device)
@@ -175,6 +185,7 @@ def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:
         optimizer=_optimizer(cfg, net, objective),
         schedule=schedule,
         stream=stream,
+        val=val if len(held) else None,
     )
 
 
@@ -191,8 +202,8 @@ def _load(cfg: Config) -> ImageData:
     return data
 
 
-def _subset_counts(cfg: Config, data: ImageData) -> np.ndarray:
-    available = torch.bincount(data.train_labels, minlength=data.num_classes).numpy()
+def _subset_counts(cfg: Config, data: ImageData, labels: Tensor) -> np.ndarray:
+    available = torch.bincount(labels, minlength=data.num_classes).numpy()
     empty = np.flatnonzero(available == 0)
     if len(empty):
         names = ", ".join(data.classes[k] for k in empty)

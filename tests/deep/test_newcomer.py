@@ -118,3 +118,58 @@ def test_benchmarks_help(argv, capsys) -> None:
     assert bench(argv) == 0
     out = capsys.readouterr().out
     assert "usage: python -m benchmarks" in out and "ufm_solvers" in out
+
+
+def test_hold_out_is_balanced_disjoint_and_seeded() -> None:
+    from deep.longtail import hold_out
+
+    labels = torch.tensor([0] * 10 + [1] * 4 + [2] * 7)[torch.randperm(21)]
+    pool, held = hold_out(labels, 3, seed=5)
+    assert torch.bincount(labels[held]).tolist() == [3, 3, 3]
+    assert set(pool.tolist()).isdisjoint(held.tolist())
+    assert sorted(pool.tolist() + held.tolist()) == list(range(21))
+    again, held_again = hold_out(labels, 3, seed=5)
+    assert torch.equal(held, held_again) and torch.equal(pool, again)
+    assert not torch.equal(held, hold_out(labels, 3, seed=6)[1])
+    pool0, held0 = hold_out(labels, 0, seed=5)
+    assert torch.equal(pool0, torch.arange(21)) and len(held0) == 0
+    with pytest.raises(ValueError, match=r"class 1 \(4 training images\) nothing to train on"):
+        hold_out(labels, 4, seed=5)
+
+
+def test_a_validation_split_chooses_the_best_epoch(idx_root, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    extra = ["--epochs", "2", "--set", "data.val_per_class=3"]
+    assert main(_args("fashion-mnist", idx_root, out, *extra)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert max(summary["counts"]) == 12 - 3  # held out before the subset is drawn
+    rows = (out / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    val = [float(r.split(",")[header.index("val_acc")]) for r in rows[1:]]
+    test = [float(r.split(",")[header.index("test_acc")]) for r in rows[1:]]
+    best = max(range(2), key=lambda i: val[i])
+    assert summary["best_val_acc"] == pytest.approx(val[best])
+    assert summary["best_val_epoch"] == best + 1
+    assert summary["test_acc_at_best_val"] == pytest.approx(test[best])
+    assert (
+        main(_args("fashion-mnist", idx_root, tmp_path / "r2", "--set", "data.val_per_class=12"))
+        == 2
+    )
+    assert "nothing to train on" in capsys.readouterr().err
+
+
+def test_without_a_validation_split_the_subset_is_unchanged(idx_root, tmp_path) -> None:
+    """val_per_class = 0 draws the very same training subset as before the option existed."""
+    from deep.config import resolve_config
+    from deep.distributed import DistInfo
+    from deep.longtail import longtail_indices
+    from deep.session import build_session
+
+    cfg = resolve_config("quick", [{"data.root": str(idx_root), "data.verify": False,
+                                    "data.download": False, "data.imbalance": 5.0,
+                                    "optim.batch_size": 16}])  # fmt: skip
+    s = build_session(cfg, DistInfo(), torch.device("cpu"))
+    assert s.val is None
+    chosen = longtail_indices(s.data.train_labels, s.counts, cfg.data.subset_seed)
+    assert torch.equal(s.train.labels, s.data.train_labels[chosen])
+    assert torch.equal(s.train.images, s.data.train_images[chosen])
