@@ -131,7 +131,8 @@ def header(s: Session, folder: RunFolder) -> str:
     params = sum(p.numel() for p in s.net.parameters()) / 1e6
     where = f"{s.device}" + (f" x{s.info.world} processes" if s.info.active else "")
     if s.device.type == "cpu":
-        where += f" ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        where += f" ({threads} thread{'s' * (threads != 1)})"
     resuming = f" (resuming after epoch {s.epoch})" if s.epoch else ""
     return "\n".join(
         [
@@ -152,7 +153,9 @@ def epoch_line(s: Session, row: dict[str, Any]) -> str:
     width = len(str(s.cfg.optim.epochs))
     test = ""
     if "test_acc" in row:
-        groups = ", ".join(f"{g} {100 * row[f'{g}_acc']:.1f}" for g in s.groups)
+        groups = ", ".join(  # an empty group (no few-shot class, say) has no accuracy
+            f"{g} {100 * row[f'{g}_acc']:.1f}" for g in s.groups if s.groups[g]
+        )
         test = f"test {100 * row['test_acc']:.2f}% ({groups}) | "
     nc = ""
     if row.get("nc"):

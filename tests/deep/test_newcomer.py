@@ -21,7 +21,7 @@ def test_threads_default_to_half_the_cpus_and_are_recorded(idx_root, tmp_path, c
     before = torch.get_num_threads()
     out = tmp_path / "run"
     assert main(_args("fashion-mnist", idx_root, out, "--epochs", "1", "--threads", "1")) == 0
-    assert "(1 threads)" in capsys.readouterr().out  # the header says how many
+    assert "(1 thread)" in capsys.readouterr().out  # the header says how many
     summary = json.loads((out / "summary.json").read_text())
     assert summary["environment"]["threads"] == 1
     assert "threads: 1" in (out / "config.yaml").read_text()  # a resume uses the same number
