@@ -395,6 +395,8 @@ def throughput_part(s: Session, scale: Scale, deadline: float) -> dict:
             rows.append(_variant(s, scale, precision, mode))
         except Exception as exc:  # one variant's failure (a compiler error) costs only its row
             rows.append({"precision": precision, "compile": mode or "no", "error": _short(exc)})
+        finally:
+            torch.compiler.reset()  # each compiled variant starts from nothing
     ok = [r for r in rows if "error" not in r]
     status = "measured" if len(ok) == len(rows) else f"measured {len(ok)} of {len(rows)}"
     setting = (
