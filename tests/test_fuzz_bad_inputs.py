@@ -10,6 +10,7 @@ budget); the whole file takes seconds. Each part prints "fuzz <part>: N tried, N
 
 from __future__ import annotations
 
+import gzip
 import io
 import math
 import pickle
@@ -26,7 +27,7 @@ from deep.config import ConfigError, parse_assignment, resolve_config
 from deep.data import DataError, read_cifar_batch, read_idx
 from tests.deep import fakes
 
-CASES = 300  # per part: enough to meet every opcode and header field several times
+CASES = 300  # per file format: each damage kind about 60 times
 
 
 def _record(part: str, tried: int, passed: int, failures: list[str]) -> None:
@@ -87,11 +88,7 @@ def test_damaged_idx_files_are_data_errors(tmp_path: Path) -> None:
     labels = fakes.balanced_labels(10, 2, 0)
     raw = fakes.idx_bytes(fakes.images(labels, (28, 28), 1))
     _fuzz_file("idx files", raw, read_idx, tmp_path / "images-idx3-ubyte", 1)
-    gz = zlib.compress(raw)  # the gzipped form through the .gz path
-    import gzip
-
     _fuzz_file("idx.gz files", gzip.compress(raw), read_idx, tmp_path / "images.gz", 2)
-    assert gz  # the raw stream compresses: the mutations above hit real deflate data
 
 
 def _png_with_size(width: int, height: int) -> bytes:
@@ -252,9 +249,9 @@ def test_command_lines_exit_2_with_one_line(tmp_path: Path, capsys, monkeypatch)
 
 def test_mutated_pickle_opcodes_never_run_code(tmp_path: Path) -> None:
     """Pickles that name globals outside the allow-list are refused, however they are spelt."""
-    payloads = [
-        pickle.dumps({b"data": _Call(eval, ("1",))}, protocol=p) for p in (2, 3, 4, 5)
-    ] + [pickle.dumps({b"data": _Call(io.open, ("/etc/passwd",))}, protocol=2)]
+    payloads = [pickle.dumps({b"data": _Call(eval, ("1",))}, protocol=p) for p in (2, 3, 4, 5)] + [
+        pickle.dumps({b"data": _Call(io.open, ("/etc/passwd",))}, protocol=2)
+    ]
     path = tmp_path / "batch"
     failures = []
     for i, data in enumerate(payloads):
@@ -274,3 +271,39 @@ class _Call:
 
     def __reduce__(self):
         return (self.fn, self.args)
+
+
+def test_damaged_run_folders_resume_or_refuse(tmp_path: Path, capsys) -> None:
+    """--resume on a finished run whose config.yaml or last.pt was damaged: exit 0 (nothing to
+    do) or 2 with one line; never a traceback, and the results are never touched."""
+    from deep.train import main
+    from tests.deep.test_train import _args
+
+    root = fakes.write_idx_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(_args("fashion-mnist", root, run, "--epochs", "1")) == 0
+    results = {name: (run / name).read_bytes() for name in ("metrics.csv", "summary.json")}
+    rng = random.Random(4)
+    failures, tried = [], 0
+    for name in ("config.yaml", "checkpoints/last.pt"):
+        path = run / name
+        original = path.read_bytes()
+        for case in range(30):
+            tried += 1
+            path.write_bytes(_mutate(original, rng))
+            capsys.readouterr()
+            try:
+                status = main(["--resume", str(run), "--no-figures", "--no-progress"])
+            except Exception as exc:
+                failures.append(f"{name} case {case}: {type(exc).__name__}: {str(exc)[:80]}")
+                continue
+            err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+            if status not in (0, 2) or len(err) > 1 or (status == 2) != (len(err) == 1):
+                failures.append(f"{name} case {case}: exit {status}, stderr {err[-2:]}")
+            changed = [n for n, data in results.items() if (run / n).read_bytes() != data]
+            if changed:
+                failures.append(f"{name} case {case}: {changed} rewritten")
+                for n in changed:
+                    (run / n).write_bytes(results[n])
+        path.write_bytes(original)
+    _record("damaged run folders", tried, tried - len(failures), failures)
