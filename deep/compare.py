@@ -115,12 +115,14 @@ def _nc1_trajectory(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _predictions(head: str, counts: np.ndarray, measured: dict[str, Any]) -> list[Prediction]:
+def _predictions(
+    head: str, counts: np.ndarray, measured: dict[str, Any], lpm_seconds: float
+) -> list[Prediction]:
     k = len(counts)
     if head == "etf":
         return [etf_prediction(k), seli_prediction(counts)]
     return [
-        lpm_prediction(counts, measured["e_w"], measured["e_h"]),
+        lpm_prediction(counts, measured["e_w"], measured["e_h"], max_seconds=lpm_seconds),
         seli_prediction(counts),
         etf_prediction(k),
     ]
@@ -145,8 +147,9 @@ def _against(pred: Prediction, measured: dict[str, Any], minority: list[int], le
     return out
 
 
-def compare_run(path: str | Path) -> dict[str, Any]:
-    """Measured geometry of one run against every prediction for its counts (see module doc)."""
+def compare_run(path: str | Path, lpm_seconds: float = 60.0) -> dict[str, Any]:
+    """Measured geometry of one run against every prediction for its counts (see module doc);
+    the LPM solve gets at most `lpm_seconds` per attempt."""
     path = Path(path)
     config, summary, geometry = _read_run(path)
     counts = np.asarray(summary["counts"], dtype=np.int64)
@@ -158,7 +161,7 @@ def compare_run(path: str | Path) -> dict[str, Any]:
     learnable = head != "etf"
     preds = {
         p.name: _against(p, measured, minority, learnable)
-        for p in _predictions(head, counts, measured)
+        for p in _predictions(head, counts, measured, lpm_seconds)
     }
     wd = float(config["optim"]["weight_decay"])
     sq_w = measured["e_w"] * len(counts)  # ||W||_F^2
@@ -588,6 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="1,5",
         help="E_W,E_H of the reference LPM line of the figure (default 1,5: Fang et al.)",
     )
+    p.add_argument(
+        "--lpm-seconds",
+        type=float,
+        default=60.0,
+        help="time limit of each LPM solve attempt [s] (default 60); a solve that does not "
+        "certify within it gives no LPM prediction for that run",
+    )
     return p
 
 
@@ -601,9 +611,11 @@ def _norms(text: str) -> tuple[float, float]:
     return e_w, e_h
 
 
-def run_comparison(paths: Sequence[Path], reference: tuple[float, float]) -> dict[str, Any]:
+def run_comparison(
+    paths: Sequence[Path], reference: tuple[float, float], lpm_seconds: float = 60.0
+) -> dict[str, Any]:
     """compare_run on every run, the sweep summary, the verdicts and the figure's lines."""
-    runs = [compare_run(p) for p in paths]
+    runs = [compare_run(p, lpm_seconds) for p in paths]
     rows = summarize_sweep(runs)
     return {
         "kind": "deep-compare",
@@ -623,7 +635,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = args.out or _default_out(paths)
         check_output_dir(out)
         started = time.perf_counter()
-        result = run_comparison(paths, reference)
+        if not (args.lpm_seconds > 0 and math.isfinite(args.lpm_seconds)):
+            raise CompareError(f"--lpm-seconds must be a finite number > 0, got {args.lpm_seconds}")
+        result = run_comparison(paths, reference, args.lpm_seconds)
     except (CompareError, GeometryError, ValueError) as exc:
         print(f"deep.compare: error: {exc}", file=sys.stderr)
         return 2

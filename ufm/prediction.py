@@ -206,12 +206,13 @@ def lpm_prediction(
     tol: float = 1e-11,
     cosine_tol: float = 1e-2,
     max_iter: int = 20_000,
+    max_seconds: float | None = 60.0,
     seed: int = 0,
 ) -> Prediction:
     """The LPM's geometry for `counts` (K,) at budgets E_W, E_H, with its certificate.
 
     Solves the convex form to relative value gap `tol` in at most 2,000 iterations, else to
-    1e-8 in at most `max_iter` (Fang et al. 2021; Jensen reduction),
+    1e-8 in at most `max_iter` iterations and `max_seconds` each (Fang et al. 2021),
     then certifies the Grams as in the module docstring: `certificate` holds the value, the
     Frank-Wolfe gap, sigma, the logit distance t1 and the bound on every predicted cosine;
     certified is True when that bound is <= `cosine_tol`.
@@ -223,7 +224,9 @@ def lpm_prediction(
     # whole budget (at large norms the loss is nearly flat and convergence is slow).
     for target, budget in ((tol, min(max_iter, 2_000)), (max(tol, 1e-8), max_iter)):
         try:
-            result = solve_lpm_convex(counts, e_w, e_h, tol=target, max_iter=budget, seed=seed)
+            result = solve_lpm_convex(
+                counts, e_w, e_h, tol=target, max_iter=budget, max_seconds=max_seconds, seed=seed
+            )
             break
         except RuntimeError as exc:  # stalled or out of budget before `target`
             errors.append(str(exc))

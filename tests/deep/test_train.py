@@ -55,7 +55,7 @@ def test_each_format_trains_and_writes_a_run_folder(roots, tmp_path, capsys, dat
     assert main(_args(dataset, roots[dataset], out)) == 0
     assert "using the quick preset because no GPU is present" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "config.yaml", "metrics.csv", "summary.json"]  # fmt: skip
+        "checkpoints", "config.yaml", "geometry.npz", "metrics.csv", "summary.json"]  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     for key in (
         "best_test_acc",
