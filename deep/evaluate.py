@@ -103,7 +103,8 @@ def accuracy_from_counts(counts: Tensor, groups: dict[str, Sequence[int]]) -> di
     per_class = correct / total.clamp_min(1)
     out = {"test_acc": float(correct.sum() / total.sum()), "per_class_acc": per_class.tolist()}
     for name, idx in groups.items():
-        out[f"{name}_acc"] = float(per_class[list(idx)].mean()) if len(idx) else float("nan")
+        # An empty group (no few-shot class, say) has no accuracy: None, an empty CSV cell.
+        out[f"{name}_acc"] = float(per_class[list(idx)].mean()) if len(idx) else None
     return out
 
 

@@ -129,7 +129,7 @@ def class_groups(counts: np.ndarray) -> dict[str, list[int]]:
 def shot_groups(counts: np.ndarray) -> dict[str, list[int]]:
     """many_shot: n_k > 100, medium_shot: 20 <= n_k <= 100, few_shot: n_k < 20 training
     images (Liu et al. 2019), so that accuracies compare with the papers' tables. A group may
-    be empty (Fashion-MNIST-LT at rho = 100 has no few-shot class); its accuracy is then NaN."""
+    be empty (Fashion-MNIST-LT at rho = 100 has no few-shot class); its accuracy is then None."""
     counts = np.asarray(counts)
     return {
         "many_shot": np.flatnonzero(counts > MANY_SHOT_ABOVE).tolist(),
