@@ -56,7 +56,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufm.convex import _weighted_ce, solve_lpm_convex
+from ufm.convex import NuclearBallLPM, _weighted_ce
+from ufm.solvers import accelerated_gradient
 from ufm.theory import hong_ling_threshold
 
 __all__ = [
@@ -203,43 +204,42 @@ def lpm_prediction(
     e_w: float,
     e_h: float,
     *,
-    tol: float = 1e-11,
-    cosine_tol: float = 1e-2,
+    tol: float = 1e-12,
+    cosine_tol: float = 0.05,
     max_iter: int = 20_000,
     max_seconds: float | None = 60.0,
     seed: int = 0,
 ) -> Prediction:
     """The LPM's geometry for `counts` (K,) at budgets E_W, E_H, with its certificate.
 
-    Solves the convex form to relative value gap `tol` in at most 2,000 iterations, else to
-    1e-8 in at most `max_iter` iterations and `max_seconds` each (Fang et al. 2021),
-    then certifies the Grams as in the module docstring: `certificate` holds the value, the
+    Solves the convex form (Fang et al. 2021) by `ufm.solvers.accelerated_gradient` to relative
+    value gap `tol`, or for at most `max_iter` iterations and `max_seconds`; the point reached is
+    judged by its geometry certificate, whether or not the value gap reached `tol`. The
+    Grams are certified as in the module docstring: `certificate` holds the value, the
     Frank-Wolfe gap, sigma, the logit distance t1 and the bound on every predicted cosine;
     certified is True when that bound is <= `cosine_tol`.
     """
     counts = np.asarray(counts, dtype=np.int64)
     k = len(counts)
-    result, errors = None, []
-    # The tightest value gap the solver reaches: a short try at `tol`, then 1e-8 with the
-    # whole budget (at large norms the loss is nearly flat and convergence is slow).
-    for target, budget in ((tol, min(max_iter, 2_000)), (max(tol, 1e-8), max_iter)):
-        try:
-            result = solve_lpm_convex(
-                counts, e_w, e_h, tol=target, max_iter=budget, max_seconds=max_seconds, seed=seed
-            )
-            break
-        except RuntimeError as exc:  # stalled or out of budget before `target`
-            errors.append(str(exc))
-    if result is None:  # not even 1e-8: say so, predict nothing
-        return Prediction("lpm", None, None, False, {"error": errors[-1]}, errors[-1])
-    zhat = result.z.detach().cpu().numpy().astype(np.float64)  # (K, K) columns = classes
+    problem = NuclearBallLPM(counts, e_w, e_h)
+    with torch.no_grad():  # the geometry certificate below judges the point, converged or not
+        result = accelerated_gradient(
+            problem,
+            problem.random_start(seed),
+            tol=tol,
+            relative=True,
+            max_iter=max_iter,
+            max_seconds=max_seconds,
+        )
+    zhat = result.x[0].T.detach().cpu().numpy().astype(np.float64)  # (K, K) columns = classes
     weights = counts / counts.sum()
     p = _ce_probabilities(zhat)
     zt = torch.as_tensor(zhat.T.copy())  # rows = classes, as the convex form keeps it
     grad = _weighted_ce(zt, torch.as_tensor(weights))[1].numpy().T  # column k: w_k (p_k - e_k)
     radius = k * math.sqrt(e_w * e_h)
-    fw_gap = float(np.sum(grad * zhat) + radius * np.linalg.norm(grad, 2))
-    gap = max(fw_gap, 0.0) + 64 * np.finfo(np.float64).eps * max(abs(result.value), 1e-300)
+    inner, spectral = np.sum(grad * zhat), radius * np.linalg.norm(grad, 2)
+    rounding = 64 * np.finfo(np.float64).eps * (np.sum(np.abs(grad * zhat)) + spectral)
+    gap = max(float(inner + spectral), 0.0) + float(rounding)  # the Frank-Wolfe gap, rounded up
     sigma = float(np.min(weights * p.min(axis=0)))
     t1 = certified_logit_distance(gap, sigma)
     z_c = _centering(k) @ zhat  # the optimum is column-centred
@@ -253,9 +253,10 @@ def lpm_prediction(
     )
     bound = max(bound_w, bound_h)
     certificate = {
-        "value": result.value,
-        "lower_bound": result.lower_bound,
-        "relative_gap": result.relative_gap,
+        "value": result.objective,
+        "lower_bound": result.objective - gap,
+        "relative_gap": gap / max(result.objective - gap, 1e-300),
+        "value_converged": bool(result.converged),
         "frank_wolfe_gap": gap,
         "sigma": sigma,
         "logit_distance": t1,
@@ -274,7 +275,9 @@ def lpm_prediction(
         else f"geometry not certified: cosine bound {bound:.2g} > {cosine_tol:g} "
         f"(value gap {gap:.2g}, sigma {sigma:.2g})"
     )
-    return Prediction("lpm", gram_w, gram_h, certified, certificate, note)
+    if not certified:  # never a number from an uncertified geometry
+        return Prediction("lpm", None, None, False, certificate, note)
+    return Prediction("lpm", gram_w, gram_h, True, certificate)
 
 
 def seli_prediction(counts: Sequence[int] | np.ndarray) -> Prediction:
