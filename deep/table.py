@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from deep.config import PRESETS, Config, auto_preset, config_from_dict, flatten
+from deep.longtail import PROFILES
 from deep.methods import METHODS, ORDER
 from deep.rundir import RunFolder
 from ufm.io import atomic_write_text, check_output_dir
@@ -98,6 +99,7 @@ class Plan:
     root: Path
     preset: str
     data_root: str | None = None
+    profile: str | None = None  # class-count profile of every run (exp, step); None = preset's
     sets: tuple[str, ...] = ()  # KEY=VALUE config overrides for every cell
     nproc: int = 1  # processes per run (torchrun) [processes]
     python: str = sys.executable
@@ -127,6 +129,8 @@ class Plan:
             args += ["--set", f"loss.options={json.dumps(dict(method.options), sort_keys=True)}"]
         for key, value in method.settings.items():
             args += ["--set", f"{key}={json.dumps(value)}"]
+        if self.profile:
+            args += ["--profile", self.profile]
         if self.data_root:
             args += ["--data-root", self.data_root]
         for assignment in self.sets:
@@ -435,6 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="runs/deep/table", help="folder of the cells and results")
     p.add_argument("--data-root", help="folder with the datasets' files (passed to every run)")
     p.add_argument(
+        "--profile", choices=PROFILES, help="class-count profile of every run (default: preset's)"
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -484,6 +491,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         root=Path(args.root),
         preset=args.preset or _auto_preset(),
         data_root=args.data_root,
+        profile=args.profile,
         sets=sets,
         nproc=args.nproc,
     )

@@ -157,3 +157,15 @@ def test_a_real_table_runs_resumes_and_tabulates(idx_root, tmp_path, capsys) -> 
     assert all(0 <= float(r["overall_mean"]) <= 1 for r in rows)
     assert main(args) == 0  # everything finished: nothing runs again
     assert "deep.table: fashion-mnist-4-" not in capsys.readouterr().out
+
+
+def test_the_collapse_preset_on_a_step_profile(tmp_path, capsys) -> None:
+    plan = _plan(tmp_path, preset="collapse", profile="step", methods=("ce", "etf-dr"))
+    cfg, _ = resolve(train_parser().parse_args(plan.train_args(plan.cells()[0])))
+    assert cfg.preset == "collapse" and cfg.data.profile == "step"
+    assert cfg.data.max_per_class == 100 and cfg.augment.mixup_alpha == 0
+    assert cfg.optim.weight_decay == 5e-4 and cfg.run.test_every > 1
+    argv = ["--preset", "collapse", "--profile", "exp", "--methods", "ce", "--seeds", "0,1"]
+    assert main([*argv, "--root", str(tmp_path / "t"), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all("--profile exp" in line for line in lines)
