@@ -521,7 +521,7 @@ def comparison_markdown(result: dict[str, Any]) -> str:
                     cell(p.get("seli", {}), "w", "mean_abs"),
                     cell(p.get("etf", {}), "w", "mean_abs"),
                     cell(p.get("etf", {}), "h", "mean_abs"),
-                    "—" if ratio is None else f"{ratio:.2f}",
+                    "—" if ratio is None else f"{ratio:.2g}",
                 ]
             )
             + " |"
