@@ -219,6 +219,7 @@ SWEEP_FIELDS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "nc1": lambda r: r["measured"]["nc1"],
     "train_acc": lambda r: r["measured"]["train_acc"],
     "test_acc": lambda r: r["test_acc"],
+    "norm_order": lambda r: r["measured"]["norm_order"],
     "e_w": lambda r: r["measured"]["e_w"],
     "e_h": lambda r: r["measured"]["e_h"],
     "lpm_minority_cosine_w": lambda r: _pred_value(r, "lpm", "w", "minority_predicted"),
@@ -530,15 +531,15 @@ def comparison_markdown(result: dict[str, Any]) -> str:
     lines += [
         "| dataset | method | R | seeds | terminal | min. cos W | min. cos h "
         "| min. cos h uncentred "
-        "| NC1 | test acc | LPM min. cos W | LPM certified |",
-        "| --- " * 12 + "|",
+        "| NC1 | test acc | ρ(‖w_k‖, n_k) | LPM min. cos W | LPM certified |",
+        "| --- " * 13 + "|",
     ]
     for row in result["sweep"]:
         lines.append(
             f"| {row['dataset']} | {row['method']} | {row['imbalance']:g} | {len(row['seeds'])} | "
             f"{row['terminal']}/{len(row['seeds'])} | {_fmt(row['minority_cosine_w'])} | "
             f"{_fmt(row['minority_cosine_h'])} | {_fmt(row['minority_cosine_h_uncentred'])} | "
-            f"{_fmt(row['nc1'])} | {_fmt(row['test_acc'])} | "
+            f"{_fmt(row['nc1'])} | {_fmt(row['test_acc'])} | {_fmt(row['norm_order'], 2)} | "
             f"{_fmt(row['lpm_minority_cosine_w'])} | "
             f"{row['lpm_certified']}/{len(row['seeds'])} |"
         )
