@@ -45,9 +45,19 @@ REQUIRED = (
     "train_images",
     "schedule",
 )
-# Keys that may differ between the checkpoint and config.yaml: where the folder lives now, and
-# whether a progress bar is drawn. Everything else shapes the weights.
-_FREE_KEYS = {"run.out", "run.progress"}
+# Keys that may differ between the checkpoint and config.yaml: where the folder and the data
+# live now (a changed dataset is caught by its size), how files are checked and kept, how the
+# run reports and evaluates, and its thread count. Everything else shapes the weights.
+_FREE_KEYS = {
+    "run.out",
+    "run.progress",
+    "run.save_every",
+    "run.eval_batch_size",
+    "run.threads",
+    "data.root",
+    "data.download",
+    "data.verify",
+}
 
 
 def capture_rng(stream: TrainStream, info: DistInfo) -> dict[str, Any]:

@@ -239,3 +239,12 @@ def test_ctrl_c_while_the_data_loads_is_one_message(idx_root, tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["deep.train: interrupted before the first epoch"]
     assert not out.exists()
+
+
+def test_moving_the_data_is_not_a_config_change(finished, tmp_path, idx_root) -> None:
+    run = _copy(finished, tmp_path / "run")
+    data = _copy(idx_root, tmp_path / "moved-data")
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace(str(idx_root), str(data)))
+    assert str(data) in config.read_text()
+    assert main(["--resume", str(run), "--no-figures"]) == 0  # finished: nothing to do
