@@ -54,6 +54,11 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        if device.index >= (count := torch.cuda.device_count()):
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine shows {count} GPU(s): "
+                f"cuda:0 to cuda:{count - 1}"
+            )
     return device
 
 
