@@ -248,3 +248,13 @@ def test_moving_the_data_is_not_a_config_change(finished, tmp_path, idx_root) ->
     config.write_text(config.read_text().replace(str(idx_root), str(data)))
     assert str(data) in config.read_text()
     assert main(["--resume", str(run), "--no-figures"]) == 0  # finished: nothing to do
+
+
+def test_a_cuda_index_beyond_the_gpus_is_one_message(monkeypatch) -> None:
+    from deep.distributed import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a 2-GPU machine
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"'cuda:2' asked for, but this machine shows 2 GPU"):
+        resolve_device("cuda:2")
