@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ufm.imbalance import check_ratio, exponential_counts, head_medium_tail, step_counts
+from ufm.imbalance import (
+    check_ratio,
+    exponential_counts,
+    head_medium_tail,
+    minority_group,
+    step_counts,
+)
 
 __all__ = [
     "FEW_SHOT_BELOW",
@@ -141,16 +147,5 @@ def shot_groups(counts: np.ndarray) -> dict[str, list[int]]:
 
 
 def minority_classes(counts: np.ndarray) -> list[int]:
-    """The classes whose minority collapse is measured, from the counts alone.
-
-    Two distinct counts (a step profile): the smaller-count classes. Otherwise the tail third,
-    and at least the two smallest classes, since a pairwise cosine needs two.
-    """
-    counts = np.asarray(counts)
-    values = np.unique(counts)
-    if len(values) == 2 and (counts == values[0]).sum() >= 2:
-        return np.flatnonzero(counts == values[0]).tolist()
-    tail = head_medium_tail(counts)["tail"]
-    if len(tail) < 2:
-        tail = np.argsort(counts, kind="stable")[:2]
-    return sorted(np.asarray(tail).tolist())
+    """The classes whose minority collapse is measured (`ufm.imbalance.minority_group`)."""
+    return minority_group(counts).tolist()

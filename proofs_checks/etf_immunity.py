@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from proofs_checks.groups import collapse_measurements, group_spread, smallest_classes
+from proofs_checks.groups import collapse_measurements, group_spread
 from proofs_checks.minority_collapse import minority_state
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import (
@@ -32,7 +32,7 @@ from proofs_checks.tolerances import (
     SOLUTION,
 )
 from ufm.convex import solve_lpm_convex
-from ufm.imbalance import exponential_counts, step_counts
+from ufm.imbalance import exponential_counts, minority_group, step_counts
 from ufm.metrics import class_means, group_cosines, nc1, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel
 from ufm.solvers import solve
@@ -81,7 +81,7 @@ def _learnable(counts: np.ndarray, seed: int) -> tuple[LayerPeeledModel, Tensor,
 def _step_case(n_a: int, ratio: int, seed: int) -> tuple[list[Measurement], dict]:
     counts = step_counts(K_A, n_a, K_B, ratio)
     tag = f"step R={ratio}"
-    tail = smallest_classes(counts) if ratio > 1 else list(range(K_A, K_A + K_B))
+    tail = minority_group(counts).tolist() if ratio > 1 else list(range(K_A, K_A + K_B))
     ms = _fixed(counts, tail, seed, tag)
     state = minority_state(counts, seed=seed)  # certified convex optimum and its multiplier
     collapse = state["mu"] >= state["pi_B"]  # the KKT prediction of check 7
@@ -112,7 +112,7 @@ def _step_case(n_a: int, ratio: int, seed: int) -> tuple[list[Measurement], dict
 
 def _exp_case(k: int, n_max: int, rho: int, seed: int) -> tuple[list[Measurement], dict]:
     counts = exponential_counts(k, n_max, rho)
-    tail = smallest_classes(counts)
+    tail = minority_group(counts).tolist()
     tag = f"exp K={k} rho={rho}"
     ms = _fixed(counts, tail, seed, tag)
     cert = solve_lpm_convex(counts, E_W, E_H, tol=CERTIFIED_GAP, seed=seed)

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from proofs_checks.registry import Measurement
 from proofs_checks.tolerances import COLLAPSED, SEPARATED
-from ufm.imbalance import head_medium_tail
 
-__all__ = ["collapse_measurements", "group_spread", "smallest_classes"]
+__all__ = ["collapse_measurements", "group_spread"]
 
 
 def group_spread(rows: Tensor, group: Sequence[int]) -> float:
@@ -24,13 +22,6 @@ def group_spread(rows: Tensor, group: Sequence[int]) -> float:
     """
     sub = rows[list(group)]
     return float(torch.linalg.matrix_norm(sub - sub.mean(0)) / torch.linalg.matrix_norm(rows))
-
-
-def smallest_classes(counts: np.ndarray) -> list[int]:
-    """The classes of the minimum count (a step profile's minority), or the tail third of an
-    exponential profile when only one class has the minimum."""
-    idx = np.flatnonzero(np.asarray(counts) == np.min(counts))
-    return (idx if len(idx) >= 2 else head_medium_tail(counts)["tail"]).tolist()
 
 
 def collapse_measurements(

@@ -33,11 +33,11 @@ import math
 import numpy as np
 import torch
 
-from proofs_checks.groups import group_spread, smallest_classes
+from proofs_checks.groups import group_spread
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CVXPY, SEPARATED
 from ufm.convex import cvxpy_ufm_svm, solve_regularized_convex
-from ufm.imbalance import exponential_counts, step_counts
+from ufm.imbalance import exponential_counts, minority_group, step_counts
 from ufm.theory import hong_ling_threshold, seli_classifier_gram, seli_mean_logits
 
 __all__ = ["classifier_gram", "distances", "evaluate_limit", "evaluate_path", "run"]
@@ -88,7 +88,7 @@ def evaluate_limit(z: np.ndarray, value: float, counts: np.ndarray, tag: str) ->
     k = len(counts)
     zbar = np.eye(k) - np.ones((k, k)) / k
     nuclear = float(np.linalg.svd(zbar * np.sqrt(counts)[None, :], compute_uv=False).sum())
-    spread = group_spread(torch.as_tensor(z), smallest_classes(counts))
+    spread = group_spread(torch.as_tensor(z), minority_group(counts))
     return [
         Measurement(f"{tag} max-margin: Gram vs SELI", d_gram, LIMIT),
         Measurement(f"{tag} max-margin: logits vs SELI", d_logits, LIMIT),
@@ -157,7 +157,7 @@ def _path(counts: np.ndarray, size: Size) -> list[dict[str, float]]:
                 "scale": float(np.linalg.norm(z)),
                 "d_gram": d_gram,
                 "d_logits": d_logits,
-                "spread": group_spread(cert.z, smallest_classes(counts)),
+                "spread": group_spread(cert.z, minority_group(counts)),
                 "iterations": cert.iterations,
                 "relative_gap": cert.relative_gap,
             }

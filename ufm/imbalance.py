@@ -24,6 +24,7 @@ __all__ = [
     "exponential_counts",
     "head_medium_tail",
     "make_profile",
+    "minority_group",
     "step_counts",
 ]
 
@@ -102,6 +103,26 @@ def head_medium_tail(counts: np.ndarray) -> dict[str, np.ndarray]:
     return {"head": head, "medium": medium, "tail": tail}
 
 
+def minority_group(counts: np.ndarray) -> np.ndarray:
+    """The classes whose minority collapse is measured, from the counts alone; sorted indices.
+
+    Two distinct counts, the smaller one shared by >= 2 classes (a step profile): the classes of
+    the smaller count. Otherwise the tail third (`head_medium_tail`), and at least the two
+    smallest classes (ties to the lower index), since a pairwise cosine needs two classes.
+    counts (K,), K >= 2; raises ValueError otherwise.
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 1 or len(counts) < 2:
+        raise ValueError(f"a minority group needs counts of >= 2 classes, got shape {counts.shape}")
+    values = np.unique(counts)
+    if len(values) == 2 and (counts == values[0]).sum() >= 2:
+        return np.flatnonzero(counts == values[0])
+    tail = head_medium_tail(counts)["tail"]
+    if len(tail) < 2:
+        tail = np.argsort(counts, kind="stable")[:2]
+    return np.sort(tail)
+
+
 @dataclass(frozen=True)
 class ClassProfile:
     """Class counts (head to tail) and the minority group the metrics look at."""
@@ -133,15 +154,13 @@ def make_profile(
 ) -> ClassProfile:
     """Build an "exp" or "step" profile.
 
-    exp: the floor(K/3) smallest classes (at least 2 when K >= 4) are the minority group.
-    step: the last `num_minority` classes (default K/2) have n_max / ratio samples.
+    exp: the minority group is `minority_group(counts)` (the tail third, at least 2 classes).
+    step: the last `num_minority` classes (default K/2) have n_max / ratio samples and are the
+    minority group, also when ratio = 1 or `num_minority` = 1.
     """
     if kind == "exp":
         counts = exponential_counts(num_classes, n_max, ratio)
-        tail = head_medium_tail(counts)["tail"]
-        if len(tail) < 2 and num_classes >= 2:
-            tail = np.argsort(counts, kind="stable")[:2]
-        return ClassProfile(counts, np.sort(tail), "exp")
+        return ClassProfile(counts, minority_group(counts), "exp")
     if kind == "step":
         num_classes = _check_count(num_classes, "num_classes")
         k_b = num_classes // 2 if num_minority is None else num_minority

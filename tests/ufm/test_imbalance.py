@@ -14,6 +14,7 @@ from ufm.imbalance import (
     exponential_counts,
     head_medium_tail,
     make_profile,
+    minority_group,
     step_counts,
 )
 
@@ -71,6 +72,34 @@ def test_make_profile_groups() -> None:
         make_profile("zipf", num_classes=10, n_max=500, ratio=5)
     with pytest.raises(ValueError, match="minority classes"):
         make_profile("step", num_classes=4, n_max=500, ratio=5, num_minority=4)
+
+
+def test_minority_group_of_step_and_exponential_counts() -> None:
+    assert minority_group(step_counts(5, 500, 3, 5)).tolist() == [5, 6, 7]
+    assert minority_group(exponential_counts(10, 5000, 100)).tolist() == [7, 8, 9]
+    # a tie at the minimum of an exponential profile (floor) is still its tail third
+    ties = exponential_counts(10, 100, 100)
+    assert ties[-3:].tolist() == [2, 1, 1]
+    assert minority_group(ties).tolist() == [7, 8, 9]
+    assert minority_group(np.array([50, 5, 40, 10, 30, 20])).tolist() == [1, 3]  # by size
+
+
+def test_minority_group_has_two_classes_at_least() -> None:
+    assert minority_group(np.array([9, 3, 5])).tolist() == [1, 2]  # tail third: one class
+    assert minority_group(np.array([9, 3])).tolist() == [0, 1]
+    assert minority_group(np.full(6, 5)).tolist() == [4, 5]  # balanced: the last third
+    for bad in (np.array([7]), np.array([[9, 3], [3, 1]])):
+        with pytest.raises(ValueError, match=">= 2 classes"):
+            minority_group(bad)
+
+
+def test_every_exponential_profile_takes_the_shared_rule() -> None:
+    for k, n_max, ratio in [(2, 10, 3), (4, 2, 2), (5, 3, 3), (10, 100, 100), (100, 500, 100)]:
+        profile = make_profile("exp", num_classes=k, n_max=n_max, ratio=ratio)
+        assert profile.minority.tolist() == minority_group(profile.counts).tolist()
+        assert len(profile.minority) >= 2
+    # two distinct counts: every class of the smaller one, not two of three tied classes
+    assert make_profile("exp", num_classes=4, n_max=2, ratio=2).minority.tolist() == [1, 2, 3]
 
 
 @given(st.lists(st.integers(1, 1000), min_size=3, max_size=60))
