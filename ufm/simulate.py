@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ufm.convex import solve_lpm_convex
+from ufm.footprint import available_memory, check_primal_fits, primal_footprint
 from ufm.imbalance import ClassProfile, make_profile
 from ufm.io import (
     atomic_write_bytes,
@@ -406,6 +407,8 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     )
     cfg.counts = profile.counts.tolist()
     device = resolve_device(cfg.device)
+    footprint = primal_footprint(profile.counts, cfg.dim, DTYPES[cfg.dtype])
+    check_primal_fits(footprint, available_memory(device), dtype_name=cfg.dtype)
     if cfg.out:  # another run's results (a deep.train folder too) are never written over
         check_new_output_dir(cfg.out)
     run_dir = Path(cfg.out) if cfg.out else new_run_dir("runs/ufm")
@@ -418,6 +421,8 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
             f"device={device}, dtype={cfg.dtype}",
             flush=True,
         )
+        if footprint.bytes > 2e9:
+            print(f"  estimated: {footprint.describe()}", flush=True)
     start = time.perf_counter()
     runs, rows, geometry = [], [], {}
     for classifier in cfg.classifiers:
