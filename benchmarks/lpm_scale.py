@@ -50,7 +50,12 @@ def _profile(n_max: int, ratio: float) -> str:
 
 
 def solve_row(
-    counts: np.ndarray, tol: float, grouped: bool, limit: float | None, profile: str
+    counts: np.ndarray,
+    tol: float,
+    grouped: bool,
+    limit: float | None,
+    profile: str,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """One certified solve, or how far it got before `limit` seconds."""
     start, cpu = time.perf_counter(), time.process_time()
@@ -60,9 +65,12 @@ def solve_row(
         "profile": profile,
         "solver": "grouped" if grouped else "full",
         "tol": tol,
+        "device": device,
     }
     try:
-        res = solve_lpm_convex(counts, 1.0, 5.0, tol=tol, grouped=grouped, max_seconds=limit)
+        res = solve_lpm_convex(
+            counts, 1.0, 5.0, tol=tol, grouped=grouped, max_seconds=limit, device=device
+        )
     except NotCertifiedError as stop:
         row.update(certified=False, iterations=stop.iterations, relative_gap=stop.relative_gap)
         row.update(value=None)
@@ -88,7 +96,11 @@ def _print(row: dict[str, Any]) -> None:
 
 
 def bench_lpm(
-    classes: Sequence[int], profile: tuple[int, float, float], full_max: int, limit: float | None
+    classes: Sequence[int],
+    profile: tuple[int, float, float],
+    full_max: int,
+    limit: float | None,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """Grouped (and, up to K = full_max, full) certified solves at each K; prints ratios."""
     n_max, ratio, tol = profile
@@ -96,10 +108,10 @@ def bench_lpm(
     print(f"[lpm] {_profile(n_max, ratio)}, relative gap {tol:g}")
     for k in classes:
         counts = exponential_counts(k, n_max, ratio)
-        pair = [solve_row(counts, tol, True, limit, _profile(n_max, ratio))]
+        pair = [solve_row(counts, tol, True, limit, _profile(n_max, ratio), device)]
         _print(pair[0])
         if k <= full_max:
-            pair.append(solve_row(counts, tol, False, limit, _profile(n_max, ratio)))
+            pair.append(solve_row(counts, tol, False, limit, _profile(n_max, ratio), device))
             _print(pair[1])
             if all(r["certified"] for r in pair):
                 wall, cpu = (pair[1][key] / pair[0][key] for key in ("seconds", "cpu_seconds"))
@@ -179,15 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=float, default=900.0, help="seconds per solve, at most")
     p.add_argument("--hong-ling", action="store_true", help="section 3")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (float64 throughout)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/lpm_scale"))
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     with torch_threads(args.threads):
         if args.classes:
-            rows += bench_lpm(args.classes, IMAGENET, args.full_max, args.limit)
+            rows += bench_lpm(args.classes, IMAGENET, args.full_max, args.limit, args.device)
         if args.inat:
-            inat = bench_lpm(args.inat_classes, INAT, 0, args.limit)
+            inat = bench_lpm(args.inat_classes, INAT, 0, args.limit, args.device)
             _report_inat(inat, max(args.inat_classes))
             rows += inat
         if args.hong_ling:

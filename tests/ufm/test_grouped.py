@@ -156,3 +156,16 @@ def test_grouped_regularized_solve_matches_the_full_solve(lambda_b: float, bias:
     assert grouped.lower_bound <= plain.value + 1e-12
     assert plain.lower_bound <= grouped.value + 1e-12
     assert np.abs(grouped.z.numpy() - plain.z.numpy()).max() < 1e-4
+
+
+def test_grouped_solve_on_cuda_matches_cpu(cuda: torch.device) -> None:
+    counts = exponential_counts(30, 500, 100)
+    gpu = solve_lpm_convex(counts, 1.0, 5.0, tol=1e-10, device=cuda)
+    cpu = solve_lpm_convex(counts, 1.0, 5.0, tol=1e-10)
+    assert gpu.z.device.type == "cuda"
+    assert gpu.relative_gap <= 1e-10
+    assert gpu.value == pytest.approx(cpu.value, abs=1e-9)
+    reg = solve_regularized_convex(counts, 2e-3, tol=1e-10, device=cuda)
+    assert reg.value == pytest.approx(
+        solve_regularized_convex(counts, 2e-3, tol=1e-10).value, abs=1e-9
+    )
