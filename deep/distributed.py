@@ -54,7 +54,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
             raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
         if device.index is None:
             device = torch.device("cuda", local_rank)
-        if device.index >= (count := torch.cuda.device_count()):
+        if 0 < (count := torch.cuda.device_count()) <= device.index:
             raise ValueError(
                 f"device {str(device)!r} asked for, but this machine shows {count} GPU(s): "
                 f"cuda:0 to cuda:{count - 1}"

@@ -99,6 +99,10 @@ def test_download_with_wrong_checksum_keeps_nothing(tmp_path: Path) -> None:
     root = tmp_path / "data"
     with pytest.raises(D.DataError, match="expected 00000000"):
         D.load_cifar(spec, D.DataRequest(root=root, download=True))
+    assert not root.exists()  # neither the file nor the folder the download made for it
+    root.mkdir()  # a folder that was there before stays, empty
+    with pytest.raises(D.DataError, match="expected 00000000"):
+        D.load_cifar(spec, D.DataRequest(root=root, download=True))
     assert list(root.iterdir()) == []
 
 
