@@ -2,7 +2,8 @@
 
 A benchmark is a module of this package with a `main(argv: list[str]) -> int` function; extra
 arguments after `--`, or from the first one that starts with `-` (`python -m benchmarks gpu
---tiny`), go to the one benchmark named. `gpu`, the one-shot check of a GPU slot, runs only when named.
+--tiny`), go to the one benchmark named. `gpu`, the one-shot check of a GPU slot, runs only
+when named.
 """
 
 from __future__ import annotations
