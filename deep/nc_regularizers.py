@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from deep.objectives import (
+from deep.objective_base import (
     OBJECTIVES,
     BatchObjective,
     Objective,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from deep.objectives import (
+from deep.objective_base import (
     OBJECTIVES,
     BatchObjective,
     LossObjective,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -80,3 +83,24 @@ def test_plain_losses_take_no_options() -> None:
         build_objective("ce", ctx)
     with pytest.raises(ValueError, match="unknown loss 'focal'"):
         build_objective("focal", CTX)
+
+
+def test_method_modules_stand_on_the_base_not_on_the_registry_reader() -> None:
+    """No import circle: the base imports no method, a method module imports the base only,
+    and deep.objectives (which imports every method module) sees all of them."""
+    code = (
+        "import sys\n"
+        "import deep.objective_base\n"
+        "methods = {'deep.objectives', 'deep.rebalancing', 'deep.nc_regularizers'}\n"
+        "assert not methods & set(sys.modules), sorted(methods & set(sys.modules))\n"
+        "import deep.rebalancing, deep.nc_regularizers\n"
+        "assert 'deep.objectives' not in sys.modules\n"
+        "from deep.objectives import OBJECTIVES\n"
+        "print(' '.join(OBJECTIVES.names()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == OBJECTIVES.names()
+    assert {"ce", "dr", "ldam-drw", "allnc", "ce-nc-reg"} <= set(OBJECTIVES.names())
