@@ -115,6 +115,17 @@ def _nc1_trajectory(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _minority(config: dict[str, Any], summary: dict[str, Any], k: int) -> list[int]:
+    """The minority group: on a step profile its K_B classes (the last ones, also at R = 1,
+    where counts alone cannot tell them, so that a sweep compares one group at every R);
+    otherwise the group the run measured (`summary.json`)."""
+    data = config.get("data", {})
+    if data.get("profile") == "step":
+        k_b = data.get("num_minority") or k // 2
+        return list(range(k - k_b, k))
+    return [int(c) for c in summary.get("minority", [])]
+
+
 def _predictions(
     head: str, counts: np.ndarray, measured: dict[str, Any], lpm_seconds: float
 ) -> list[Prediction]:
@@ -153,7 +164,7 @@ def compare_run(path: str | Path, lpm_seconds: float = 60.0) -> dict[str, Any]:
     path = Path(path)
     config, summary, geometry = _read_run(path)
     counts = np.asarray(summary["counts"], dtype=np.int64)
-    minority = [int(c) for c in summary.get("minority", [])]
+    minority = _minority(config, summary, len(counts))
     if len(minority) < 2:
         raise CompareError(f"{path}: summary.json names no minority group of >= 2 classes")
     head = config["head"]["name"]
