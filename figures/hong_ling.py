@@ -34,11 +34,12 @@ from figures.style import (
     subplots_with_legend_row,
 )
 from ufm.convex import solve_regularized_convex
+from ufm.metrics import group_spread
 from ufm.problems import RegularizedUFM
 from ufm.solvers import solve
 from ufm.theory import hong_ling_threshold
 
-__all__ = ["DEFAULT", "SMALL", "compute", "draw", "minority_spread"]
+__all__ = ["DEFAULT", "SMALL", "compute", "draw"]
 
 DEFAULT: dict[str, Any] = {
     # (K_A, n_A, K_B, n_B); the first two are Hong & Ling's examples
@@ -61,34 +62,24 @@ SMALL: dict[str, Any] = DEFAULT | {
 FLOOR = 1e-14  # spreads below are drawn here on the log axis
 
 
-def minority_spread(w: torch.Tensor, minority: slice) -> float:
-    """sqrt(mean_B ||w_k - wbar_B||^2) / sqrt(mean_k ||w_k||^2); NaN when W = 0."""
-    w = w.to(torch.float64)
-    block = w[minority]
-    total = w.pow(2).sum(1).mean().sqrt()
-    if float(total) == 0.0:
-        return float("nan")
-    return float((block - block.mean(0)).pow(2).sum(1).mean().sqrt() / total)
-
-
-def _counts(setting: list[int]) -> tuple[np.ndarray, slice]:
+def _counts(setting: list[int]) -> tuple[np.ndarray, range]:
     k_a, n_a, k_b, n_b = setting
-    return np.array([n_a] * k_a + [n_b] * k_b), slice(k_a, k_a + k_b)
+    return np.array([n_a] * k_a + [n_b] * k_b), range(k_a, k_a + k_b)
 
 
-def _convex_spread(counts: np.ndarray, minority: slice, lam: float, tol: float) -> float:
+def _convex_spread(counts: np.ndarray, minority: range, lam: float, tol: float) -> float:
     res = solve_regularized_convex(counts, lam, 0.0, tol=tol)
     y = res.z * torch.as_tensor(counts, dtype=res.z.dtype).sqrt()  # (K, K) Y = Z D^{1/2}
     u, s, _ = torch.linalg.svd(y)
-    return minority_spread(u * s.sqrt(), minority)
+    return group_spread(u * s.sqrt(), minority, rms=True)
 
 
-def _descent_spread(counts: np.ndarray, minority: slice, lam: float, params: dict) -> float:
+def _descent_spread(counts: np.ndarray, minority: range, lam: float, params: dict) -> float:
     problem = RegularizedUFM(
         counts=counts, dim=params["dim"], lambda_w=lam / 2, lambda_h=lam / 2, lambda_b=0.0
     )
     res = solve(problem, "fast", seed=params["seed"], tol=1e-10, grad_tol=1e-9, max_iter=20_000)
-    return minority_spread(problem.classifier(res.x), minority)
+    return group_spread(problem.classifier(res.x), minority, rms=True)
 
 
 def _setting(setting: list[int], params: dict[str, Any], markers: bool) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from figures.style import (
     styled,
     subplots_with_legend_row,
 )
+from ufm.metrics import gram_group_cosines
 
 __all__ = ["GAP_FLOOR", "draw_ufm_run", "plot_convergence", "plot_geometry"]
 
@@ -127,18 +128,13 @@ def plot_convergence(run: UfmRun) -> Figure:
     return fig
 
 
-def _minority_cos(matrix: np.ndarray, minority: np.ndarray) -> float:
-    block = matrix[np.ix_(minority, minority)]
-    return float(block[~np.eye(len(minority), dtype=bool)].mean())
-
-
 def _geometry_panel(ax: Axes, run: UfmRun, name: str, key: str, first: bool) -> object:
     matrix = run.geometry[name][key]
     image = draw_matrix(
         ax, matrix, run.counts, minority=run.minority, xlabels=key == "cosine_h", ylabels=first
     )
     if len(run.minority) >= 2:
-        ax.set_title(f"minority cos {_minority_cos(matrix, run.minority):+.3f}", fontsize=7)
+        ax.set_title(f"minority cos {gram_group_cosines(matrix, run.minority)[0]:+.3f}", fontsize=7)
     return image
 
 

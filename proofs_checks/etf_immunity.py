@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from proofs_checks.groups import collapse_measurements, group_spread
+from proofs_checks.groups import collapse_measurements
 from proofs_checks.minority_collapse import minority_state
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import (
@@ -33,7 +33,7 @@ from proofs_checks.tolerances import (
 )
 from ufm.convex import solve_lpm_convex
 from ufm.imbalance import exponential_counts, minority_group, step_counts
-from ufm.metrics import class_means, group_cosines, nc1, pairwise_cosines
+from ufm.metrics import class_means, group_cosines, group_spread, nc1, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel
 from ufm.solvers import solve
 

@@ -1,27 +1,15 @@
-"""Groups of classes shared by the collapse checks: which classes are the minority, and how far
-apart a group's rows (classifier vectors, logits) are."""
+"""The collapse measurements shared by the checks: a group's rows (classifier vectors, logits)
+equal or apart, by `ufm.metrics.group_spread` (minority group: `ufm.imbalance.minority_group`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch
 from torch import Tensor
 
 from proofs_checks.registry import Measurement
 from proofs_checks.tolerances import COLLAPSED, SEPARATED
+from ufm.metrics import group_spread
 
-__all__ = ["collapse_measurements", "group_spread"]
-
-
-def group_spread(rows: Tensor, group: Sequence[int]) -> float:
-    """||rows[group] - their mean||_F / ||rows||_F: 0 exactly when the group's rows are equal.
-
-    rows (K, m): classifier vectors w_k, or rows of the logit matrix Z (equal rows of Z = W Hbar^T
-    are equal classifiers when Hbar has full rank).
-    """
-    sub = rows[list(group)]
-    return float(torch.linalg.matrix_norm(sub - sub.mean(0)) / torch.linalg.matrix_norm(rows))
+__all__ = ["collapse_measurements"]
 
 
 def collapse_measurements(

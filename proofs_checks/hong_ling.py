@@ -34,9 +34,8 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from proofs_checks.groups import collapse_measurements, group_spread
+from proofs_checks.groups import collapse_measurements
 from proofs_checks.minority_collapse import minority_probabilities
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.regularized_imbalance import convex_bracket
@@ -48,6 +47,8 @@ from proofs_checks.tolerances import (
 )
 from ufm.convex import ConvexResult, solve_regularized_convex
 from ufm.imbalance import step_counts
+from ufm.metrics import group_spread
+from ufm.prediction import gram_factors
 from ufm.problems import RegularizedUFM, effective_lambda
 from ufm.solvers import solve
 from ufm.theory import hong_ling_threshold
@@ -55,7 +56,6 @@ from ufm.theory import hong_ling_threshold
 __all__ = [
     "derivation_measurement",
     "penalties",
-    "predicted_gram",
     "run",
 ]
 
@@ -76,16 +76,6 @@ def penalties(lam: float, convention: str) -> tuple[float, float]:
     if not math.isclose(effective_lambda(*pair, convention), lam, rel_tol=1e-12):
         raise AssertionError(f"penalties {pair} do not give lambda={lam} ({convention})")
     return pair
-
-
-def predicted_gram(
-    cert: ConvexResult, counts: np.ndarray, lambda_w: float, lambda_h: float
-) -> Tensor:
-    """W W^T at the optimum: sqrt(lambda_H/lambda_W) (Y Y^T)^{1/2}, Y = Z D^{1/2}, (K, K)."""
-    y = cert.z * torch.as_tensor(np.sqrt(counts), dtype=cert.z.dtype)  # (K, K)
-    vals, vecs = torch.linalg.eigh(y @ y.T)
-    root = (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
-    return math.sqrt(lambda_h / lambda_w) * root
 
 
 def derivation_measurement(
@@ -124,7 +114,9 @@ def _gradient_descent(
         problem, "fast", seed=7, tol=1e-13, relative=True, grad_tol=GRAD_TOL, max_iter=50_000
     )
     w = problem.classifier(res.x)
-    gram = predicted_gram(cert, counts, lambda_w, lambda_h)
+    # W W^T at the optimum: sqrt(lambda_H / lambda_W) (Y Y^T)^{1/2}, Y = Z D^{1/2}
+    beta = (lambda_h / lambda_w) ** 0.25
+    gram = torch.as_tensor(gram_factors(cert.z.cpu().numpy(), counts, beta)[0]).to(w)
     ms = [
         *convex_bracket(res.objective, cert.lower_bound, tag),
         Measurement(

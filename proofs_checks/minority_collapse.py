@@ -52,11 +52,10 @@ import torch
 from scipy.optimize import brentq
 from torch import Tensor
 
-from proofs_checks.groups import group_spread
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CERTIFIED_GAP, COLLAPSED, SEPARATED, SOLUTION
 from ufm.convex import NuclearBallLPM, solve_lpm_convex
-from ufm.metrics import group_cosines
+from ufm.metrics import group_cosines, group_spread
 
 __all__ = [
     "collapse_ratio",

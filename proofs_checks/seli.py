@@ -33,14 +33,15 @@ import math
 import numpy as np
 import torch
 
-from proofs_checks.groups import group_spread
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CVXPY, SEPARATED
 from ufm.convex import cvxpy_ufm_svm, solve_regularized_convex
 from ufm.imbalance import exponential_counts, minority_group, step_counts
+from ufm.metrics import group_spread
+from ufm.prediction import gram_factors
 from ufm.theory import hong_ling_threshold, seli_classifier_gram, seli_mean_logits
 
-__all__ = ["classifier_gram", "distances", "evaluate_limit", "evaluate_path", "run"]
+__all__ = ["distances", "evaluate_limit", "evaluate_path", "run"]
 
 EXPONENTS = {"full": (1, 2, 3, 4, 5, 6, 7), "small": (1, 4, 7)}
 PROFILES = {
@@ -67,17 +68,12 @@ SCALE_GROWTH = 3.0
 LAST_EXPONENT = 0.6
 
 
-def classifier_gram(z: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """W W^T ∝ (Y Y^T)^{1/2}, Y = Z D^{1/2}, Frobenius-normalised, (K, K)."""
-    y = z * np.sqrt(counts.astype(np.float64))[None, :]
-    vals, vecs = np.linalg.eigh(y @ y.T)
-    root = (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
-    return root / np.linalg.norm(root)
-
-
 def distances(z: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
-    """(distance of the normalised Gram, of the normalised logits) to the SELI forms."""
-    gram = np.linalg.norm(classifier_gram(z, counts) - seli_classifier_gram(counts))
+    """(distance of the normalised Gram, of the normalised logits) to the SELI forms.
+
+    The Gram is W W^T ∝ (Y Y^T)^{1/2}, Y = Z D^{1/2} (`ufm.prediction.gram_factors`)."""
+    root, _ = gram_factors(z, counts)
+    gram = np.linalg.norm(root / np.linalg.norm(root) - seli_classifier_gram(counts))
     logits = np.linalg.norm(z / np.linalg.norm(z) - seli_mean_logits(len(counts)))
     return float(gram), float(logits)
 

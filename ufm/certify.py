@@ -12,10 +12,11 @@ Its optimum Z = W Hbar^T (K x K) gives the Grams of the classifier and of the cl
 any d >= K (Z = U S V^T: W W^T = sqrt(E_W/E_H) U S U^T, Hbar Hbar^T = sqrt(E_H/E_W) V S V^T),
 computed here in the reduced coordinates (m x m, m = distinct counts). Reported: the optimum,
 its lower bound and relative gap, the KKT multiplier mu = ||grad f(Z)||_op of the budget, and
-over the minority group (the floor(K/3) smallest classes, or the minority classes of a step
-profile) the mean and max pairwise cosine of the classifier rows w_k and of the class means
-centred at their mean, with the norm ratios head / tail. `--out DIR` writes certificate.json
-(all of it) and geometry.npz (counts, norms, minority indices) atomically.
+over the minority group (`ufm.imbalance.minority_group`: the tail third, at least two classes,
+or the minority classes of a step profile) the mean and max pairwise cosine of the classifier
+rows w_k and of the class means centred at their mean, with the norm ratios head / tail.
+`--out DIR` writes certificate.json (all of it) and geometry.npz (counts, norms, minority
+indices) atomically.
 """
 
 from __future__ import annotations
@@ -30,26 +31,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ufm.convex import ConvexResult, _weighted_ce, solve_lpm_convex
 from ufm.grouped import ClassGroups
-from ufm.imbalance import ClassProfile, head_medium_tail, make_profile
+from ufm.imbalance import ClassProfile, head_medium_tail, make_profile, minority_group
 from ufm.io import atomic_write_bytes, atomic_write_json, check_output_dir, code_version
+from ufm.metrics import gram_group_cosines
 from ufm.problems import _check_counts, _check_positive
 from ufm.runtime import torch_threads
 
 __all__ = ["certified_geometry", "certify", "main"]
-
-
-def _cosines(gram: Tensor, group: np.ndarray) -> tuple[float, float]:
-    """Mean and max off-diagonal cosine over `group` from a Gram matrix."""
-    idx = torch.as_tensor(group, device=gram.device)
-    sub = gram[idx][:, idx]
-    d = sub.diagonal().clamp_min(1e-300).sqrt()
-    cos = sub / (d[:, None] * d[None, :])
-    off = cos[~torch.eye(len(idx), dtype=torch.bool, device=gram.device)]
-    return float(off.mean()), float(off.max())
 
 
 def certified_geometry(
@@ -72,7 +63,7 @@ def certified_geometry(
     thirds = head_medium_tail(counts)
     out: dict[str, Any] = {}
     for name, gram in (("w", gram_w), ("h", gram_hc)):
-        mean, top = _cosines(gram, minority)
+        mean, top = gram_group_cosines(gram, minority)
         out[f"minority_cosine_{name}"] = mean
         out[f"minority_max_cosine_{name}"] = top
     for name, norm in (("w", norm_w), ("h", norm_h)):
@@ -163,9 +154,7 @@ def _profile(args: argparse.Namespace) -> ClassProfile:
             ratio=args.imbalance,
             num_minority=args.minority_classes,
         )
-    order = np.argsort(counts, kind="stable")
-    third = max(len(counts) // 3, 2)  # as make_profile's exponential minority group
-    return ClassProfile(counts, np.sort(order[:third]), "given")
+    return ClassProfile(counts, minority_group(counts), "given")
 
 
 def _parser() -> argparse.ArgumentParser:

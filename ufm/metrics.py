@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,7 +36,9 @@ __all__ = [
     "equiangularity",
     "equinorm",
     "etf_distance",
+    "gram_group_cosines",
     "group_cosines",
+    "group_spread",
     "last_layer_geometry",
     "max_angle",
     "nc1",
@@ -186,15 +189,50 @@ def ncc_mismatch(h: Tensor, y: Tensor, w: Tensor, b: Tensor | None, means: Tenso
     return float((logits.argmax(1) != dist.argmin(1)).to(torch.float64).mean())
 
 
+def _group_index(group: Sequence[int] | Tensor, device: torch.device) -> Tensor:
+    idx = torch.as_tensor(group, dtype=torch.long, device=device)
+    if idx.ndim != 1 or idx.numel() < 2:
+        raise ValueError(f"a group needs at least 2 classes, got {idx.tolist()}")
+    return idx
+
+
 def group_cosines(a: Tensor, group: Sequence[int] | Tensor) -> tuple[float, float]:
     """Mean and max pairwise cosine of the rows a[group] (minority collapse: both -> 1)."""
-    idx = torch.as_tensor(group, dtype=torch.long, device=a.device)
-    if idx.numel() < 2:
-        raise ValueError(
-            f"a group needs at least 2 classes for pairwise cosines, got {idx.tolist()}"
-        )
-    off = _off_diagonal(pairwise_cosines(a[idx]))
+    off = _off_diagonal(pairwise_cosines(a[_group_index(group, a.device)]))
     return float(off.mean()), float(off.max())
+
+
+def gram_group_cosines(
+    gram: Tensor | np.ndarray, group: Sequence[int] | Tensor
+) -> tuple[float, float]:
+    """Mean and max of G_ij / sqrt(G_ii G_jj), i != j in `group`, from a Gram matrix G (K, K).
+
+    `group_cosines` of any A with A A^T = G (W W^T, Hbar Hbar^T of a convex optimum), without
+    the factor; a cosine matrix is its own Gram. Computed in float64.
+    """
+    g = torch.as_tensor(gram).to(torch.float64)
+    idx = _group_index(group, g.device)
+    sub = g[idx][:, idx]  # (|G|, |G|)
+    d = sub.diagonal().clamp_min(torch.finfo(g.dtype).tiny).sqrt()
+    off = _off_diagonal(sub / (d[:, None] * d[None, :]))
+    return float(off.mean()), float(off.max())
+
+
+def group_spread(a: Tensor, group: Sequence[int] | Tensor, *, rms: bool = False) -> float:
+    """How far the rows a[group] are from being equal: ||a_G - abar_G||_F / ||a||_F, a (K, m).
+
+    0 exactly when the group's rows coincide (minority collapse). a: classifier vectors w_k, or
+    rows of the logits Z = W Hbar^T (equal rows of Z are equal classifiers when Hbar has full
+    rank). With `rms`, sqrt(mean_{k in G} ||a_k - abar_G||^2) / sqrt(mean_k ||a_k||^2), which is
+    the same times sqrt(K / |G|) (Hong & Ling 2023's figure). NaN when a = 0. float64.
+    """
+    a = a.to(torch.float64)
+    sub = a[_group_index(group, a.device)]
+    total = torch.linalg.matrix_norm(a)
+    if float(total) == 0.0:
+        return math.nan
+    spread = float(torch.linalg.matrix_norm(sub - sub.mean(0)) / total)
+    return spread * math.sqrt(a.shape[0] / sub.shape[0]) if rms else spread
 
 
 def nc_metrics(

@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ufm.etf import haar_frame, simplex_etf
-from ufm.metrics import class_means, group_cosines, nc1, nc_metrics
+from ufm.metrics import (
+    class_means,
+    gram_group_cosines,
+    group_cosines,
+    group_spread,
+    nc1,
+    nc_metrics,
+)
 
 
 def _collapsed(counts: list[int], d: int, seed: int, scale: float = 2.0):
@@ -131,6 +138,33 @@ def test_minority_collapse_reads_one() -> None:
     w = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0], [-1.0, -1.0001]], dtype=torch.float64)
     mean_cos, max_cos = group_cosines(w, [2, 3])
     assert mean_cos == pytest.approx(1.0, abs=1e-8) and max_cos <= 1.0 + 1e-15
+
+
+def test_group_cosines_from_the_gram_equal_those_of_the_rows() -> None:
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(6, 4, generator=gen, dtype=torch.float64)  # rank 4: any factor of the Gram
+    group = [1, 3, 4]
+    expected = group_cosines(a, group)
+    for gram in (a @ a.T, (a @ a.T).numpy(), 7.0 * a @ a.T):
+        assert gram_group_cosines(gram, group) == pytest.approx(expected, abs=1e-14)
+    cos = (a / a.norm(dim=1, keepdim=True)) @ (a / a.norm(dim=1, keepdim=True)).T
+    assert gram_group_cosines(cos, group) == pytest.approx(expected, abs=1e-14)  # its own Gram
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        gram_group_cosines(a @ a.T, [2])
+
+
+def test_group_spread_is_zero_exactly_for_equal_rows() -> None:
+    w = torch.tensor([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    assert group_spread(w, [2, 3]) == 0.0 and group_spread(w, [2, 3], rms=True) == 0.0
+    # rows 0, 1 about their mean (1.5, 0.5): sqrt(2 * 2.5) / sqrt(9 + 1 + 2 + 2)
+    assert group_spread(w, [0, 1]) == pytest.approx(math.sqrt(5 / 14), rel=1e-15)
+    # RMS form: sqrt(mean_G ||w_k - wbar||^2) / sqrt(mean_k ||w_k||^2) = sqrt(2.5 / 3.5)
+    assert group_spread(w, [0, 1], rms=True) == pytest.approx(math.sqrt(2.5 / 3.5), rel=1e-15)
+    w[3, 1] += 1e-9
+    assert 0 < group_spread(w, [2, 3]) < 1e-9
+    assert math.isnan(group_spread(torch.zeros(3, 2), [0, 1]))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        group_spread(w, [0])
 
 
 def test_bad_inputs() -> None:
