@@ -16,8 +16,8 @@ hyper-parameters (a group with "scheduled": False keeps its learning rate), and
 `start_epoch(epoch)` lets a method change with the schedule (deferred re-weighting).
 
 The base classes and the registry live in `deep.objective_base`, which imports no method; the
-method modules import it and register themselves, and this module imports them all, so the
-registry read from here is complete (no import circle).
+method modules import it and register themselves (a new method does the same), and this module
+imports them all, so the registry read from here is complete (no import circle).
 """
 
 from __future__ import annotations
@@ -25,24 +25,9 @@ from __future__ import annotations
 # The method modules register themselves into OBJECTIVES on import; importing them here (and
 # only here) fills the registry before anything reads it.
 from deep import nc_regularizers, rebalancing  # noqa: F401
-from deep.objective_base import (
-    OBJECTIVES,
-    BatchObjective,
-    LossObjective,
-    Objective,
-    ObjectiveContext,
-    resolve_options,
-)
+from deep.objective_base import OBJECTIVES, Objective, ObjectiveContext
 
-__all__ = [
-    "OBJECTIVES",
-    "BatchObjective",
-    "LossObjective",
-    "Objective",
-    "ObjectiveContext",
-    "build_objective",
-    "resolve_options",
-]
+__all__ = ["OBJECTIVES", "Objective", "ObjectiveContext", "build_objective"]
 
 
 def build_objective(name: str, ctx: ObjectiveContext) -> Objective:
