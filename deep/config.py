@@ -172,23 +172,23 @@ PRESETS: dict[str, Preset] = {
     # n_A / R images, n_A = 100). No augmentation, so that the training set the network fits is
     # the one its features are measured on; weight decay 5e-4 as in the NC literature.
     "collapse": Preset(
-        "terminal phase on a small step long tail: ResNet-8, n_A = 100, 50 epochs, no "
-        "augmentation, weight decay 5e-4, test accuracy every 25 epochs",
+        "terminal phase on a small step long tail: ResNet-8, n_A = 100, 80 epochs of SGD 0.1, "
+        "no augmentation, weight decay 5e-4, test accuracy every 40 epochs",
         {
             "data.profile": "step",
             "data.max_per_class": 100,
             "model.arch": "resnet8",
-            "optim.epochs": 50,
+            "optim.epochs": 80,
             "optim.batch_size": 64,
-            "optim.lr": 0.05,
+            "optim.lr": 0.1,
             "optim.weight_decay": 5e-4,
             "optim.warmup_epochs": 2.0,
-            "optim.milestones": [30, 42],
+            "optim.milestones": [50, 70],
             "augment.mixup_alpha": 0.0,
             "augment.crop_padding": 0,
             "augment.flip": False,
             "run.nc_every": 10,
-            "run.test_every": 25,
+            "run.test_every": 40,
         },
         _CIFAR100_WIDTH,
     ),
