@@ -190,6 +190,7 @@ def compare_run(path: str | Path, lpm_seconds: float = 60.0) -> dict[str, Any]:
         "counts": counts.tolist(),
         "minority": minority,
         "test_acc": summary.get("last_test_acc"),
+        "status": summary.get("status", "unknown"),  # "running": compared at its latest epoch
         "measured": {
             key: (value.tolist() if isinstance(value, np.ndarray) else value)
             for key, value in measured.items()
@@ -520,7 +521,8 @@ def comparison_markdown(result: dict[str, Any]) -> str:
             "| "
             + " | ".join(
                 [
-                    Path(run["run"]).name,
+                    Path(run["run"]).name
+                    + ("" if run["status"] == "finished" else " (unfinished)"),
                     f"{run['imbalance']:g}",
                     str(run["seed"]),
                     f"{100 * m['train_acc']:.1f}" if m["train_acc"] is not None else "—",
