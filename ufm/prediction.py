@@ -83,11 +83,6 @@ def _centering(k: int) -> np.ndarray:
     return np.eye(k) - np.full((k, k), 1.0 / k)
 
 
-def _psd_sqrt(a: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh((a + a.T) / 2)
-    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
-
-
 def gram_factors(
     z: np.ndarray, counts: Sequence[int] | np.ndarray | None = None, balance: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,8 +100,9 @@ def gram_factors(
     if root_n.shape != (k,):
         raise ValueError(f"counts must have K={k} entries, got {root_n.shape}")
     y = z * root_n[None, :]  # (K, K): column k scaled by sqrt(n_k)
-    gram_w = balance**2 * _psd_sqrt(y @ y.T)
-    gram_h = _psd_sqrt(y.T @ y) / np.outer(root_n, root_n) / balance**2
+    u, s, vh = np.linalg.svd(y)  # from Y itself: (Y Y^T)^{1/2} = U S U^T to full precision
+    gram_w = balance**2 * (u * s) @ u.T
+    gram_h = (vh.T * s) @ vh / np.outer(root_n, root_n) / balance**2
     return gram_w, gram_h
 
 
