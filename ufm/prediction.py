@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from ufm.convex import NuclearBallLPM, _weighted_ce
+from ufm.metrics import gram_group_cosines
 from ufm.solvers import accelerated_gradient
 from ufm.theory import hong_ling_threshold
 
@@ -390,9 +391,5 @@ def compare_geometry(
 
 
 def group_mean_cosine(cos: np.ndarray, group: Sequence[int]) -> float:
-    """Mean off-diagonal entry of cos[group][:, group] (mean pairwise cosine in the group)."""
-    idx = np.asarray(list(group), dtype=np.int64)
-    if len(idx) < 2:
-        raise ValueError(f"a group needs at least 2 classes, got {idx.tolist()}")
-    block = np.asarray(cos)[np.ix_(idx, idx)]
-    return float(block[~np.eye(len(idx), dtype=bool)].mean())
+    """Mean pairwise cosine inside `group` (>= 2 classes) of a cosine (or Gram) matrix (K, K)."""
+    return gram_group_cosines(np.asarray(cos, dtype=np.float64), list(group))[0]
