@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu", help="cpu or cuda (float64 throughout)")
     p.add_argument("--out", type=Path, default=Path("runs/bench/lpm_scale"))
+    p.add_argument("--note", default="", help="how the machine was loaded, for the caption")
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
@@ -209,13 +210,14 @@ def main(argv: list[str] | None = None) -> int:
         from figures.cost_growth import draw_cost_growth, fitted_exponent
 
         args.out.mkdir(parents=True, exist_ok=True)
-        payload = {"threads": args.threads, "rows": rows, **extra}
+        note = f"Wall time, {args.threads} torch thread(s), {args.device}. {args.note}".strip()
+        payload = {"threads": args.threads, "note": note, "rows": rows, **extra}
         atomic_write_text(args.out / "results.json", json.dumps(payload, indent=1))
-        for solver in ("grouped", "full"):
-            b = fitted_exponent(rows, solver)
+        for solver, profile in dict.fromkeys((r["solver"], r["profile"]) for r in rows):
+            b = fitted_exponent(rows, solver, profile=profile)
             if b is not None:
-                print(f"  {solver}: seconds ~ K^{b:.2f} (certified solves with K >= 100)")
-        paths = draw_cost_growth(rows, args.out)
+                print(f"  {solver}, {profile}: seconds ~ K^{b:.2f} (certified, K >= 100)")
+        paths = draw_cost_growth(rows, args.out, note)
         print(f"  wrote {args.out / 'results.json'} and {paths[0]}")
     return 0
 

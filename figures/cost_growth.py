@@ -1,10 +1,12 @@
 """How the certified LPM solve grows with the number of classes K (from `benchmarks.lpm_scale`).
 
 Two log-log panels, seconds and iterations against K, one series per solver ("grouped": the
-m x m form of `ufm.grouped`; "full": the K x K iteration), only where a solve was certified. The
-title carries each solver's fitted exponent b of seconds ~ K^b (least squares on log-log over
-the certified points with K >= 100), and points that stopped at a time limit are drawn as open
-markers at the time they were stopped.
+m x m form of `ufm.grouped`; "full": the K x K iteration) and class profile, lines where a
+solve was certified, open markers where one stopped at its time limit. The caption carries each
+series' fitted exponent b of seconds ~ K^b (least squares on log-log over the certified points
+with K >= 100) and how the time was measured.
+
+    python -m figures.cost_growth runs/bench/lpm_scale/results.json      # redraw
 """
 
 from __future__ import annotations
@@ -26,21 +28,24 @@ from figures.style import (
     styled,
 )
 
-__all__ = ["draw_cost_growth", "fitted_exponent"]
+__all__ = ["draw_cost_growth", "fitted_exponent", "main"]
 
-_STYLE = {
-    "grouped": {"color": OKABE_ITO["blue"], "marker": "o", "linestyle": "-"},
-    "full": {"color": OKABE_ITO["vermillion"], "marker": "s", "linestyle": "--"},
-}
+_COLOR = {"grouped": OKABE_ITO["blue"], "full": OKABE_ITO["vermillion"]}
+_LINES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
 
-def fitted_exponent(rows: Sequence[dict[str, Any]], solver: str, k_min: int = 100) -> float | None:
-    """b in seconds ~ K^b, least squares on log-log over the certified rows of `solver` with
-    K >= k_min; None with fewer than two such rows."""
+def fitted_exponent(
+    rows: Sequence[dict[str, Any]], solver: str, k_min: int = 100, profile: str | None = None
+) -> float | None:
+    """b in seconds ~ K^b, least squares on log-log over the certified rows of `solver` (and
+    `profile`, when given) with K >= k_min; None with fewer than two such rows."""
     pts = [
         (r["classes"], r["seconds"])
         for r in rows
-        if r["solver"] == solver and r["certified"] and r["classes"] >= k_min
+        if r["solver"] == solver
+        and r["certified"]
+        and r["classes"] >= k_min
+        and (profile is None or r["profile"] == profile)
     ]
     if len({k for k, _ in pts}) < 2:
         return None
@@ -48,24 +53,30 @@ def fitted_exponent(rows: Sequence[dict[str, Any]], solver: str, k_min: int = 10
     return float(np.polyfit(k, s, 1)[0])
 
 
-def _series(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
-    for solver, style in _STYLE.items():
-        done = sorted(
-            (r["classes"], r[key]) for r in rows if r["solver"] == solver and r["certified"]
-        )
+def _series(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(solver, profile) pairs in order of first appearance."""
+    return list(dict.fromkeys((r["solver"], r["profile"]) for r in rows))
+
+
+def _panel(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
+    profiles = list(dict.fromkeys(r["profile"] for r in rows))
+    for solver, profile in _series(rows):
+        linestyle, marker = _LINES[profiles.index(profile) % len(_LINES)]
+        mine = [r for r in rows if r["solver"] == solver and r["profile"] == profile]
+        style = {"color": _COLOR.get(solver, OKABE_ITO["black"]), "marker": marker}
+        done = sorted((r["classes"], r[key]) for r in mine if r["certified"])
         if done:
-            ax.plot(*zip(*done, strict=True), label=solver, **style)
-        stopped = [
-            (r["classes"], r[key]) for r in rows if r["solver"] == solver and not r["certified"]
-        ]
+            ax.plot(
+                *zip(*done, strict=True), linestyle=linestyle, label=f"{solver}, {profile}", **style
+            )
+        stopped = [(r["classes"], r[key]) for r in mine if not r["certified"]]
         if stopped:
             ax.plot(
                 *zip(*stopped, strict=True),
                 linestyle="none",
-                marker=style["marker"],
                 markerfacecolor="none",
-                color=style["color"],
-                label=f"{solver}, stopped at its time limit",
+                label=f"{solver}, {profile}: stopped at its time limit",
+                **style,
             )
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -73,22 +84,50 @@ def _series(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
 
 
 @styled
-def draw_cost_growth(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+def draw_cost_growth(
+    rows: Sequence[dict[str, Any]], out_dir: str | Path, note: str = ""
+) -> list[Path]:
     """Draw `cost_growth.png/.pdf` into `out_dir` from the benchmark's rows (dicts with
-    `classes`, `solver`, `seconds`, `iterations`, `certified`, `profile`)."""
+    `classes`, `solver`, `profile`, `seconds`, `iterations`, `certified`); `note` ends the
+    caption (how the time was measured)."""
     if not rows:
         raise ValueError("no benchmark rows to draw")
-    fig = new_figure(WIDTH_DOUBLE, 2.6)
+    fig = new_figure(WIDTH_DOUBLE, 2.8)
     axes = fig.subplots(1, 2)
-    _series(axes[0], rows, "seconds")
+    _panel(axes[0], rows, "seconds")
     axes[0].set_ylabel("seconds to the certified gap")
-    _series(axes[1], rows, "iterations")
+    _panel(axes[1], rows, "iterations")
     axes[1].set_ylabel("iterations")
-    axes[0].legend(loc="upper left")
+    axes[0].legend(loc="upper left", fontsize=6)
     label_panels(axes)
-    exps = {s: fitted_exponent(rows, s) for s in _STYLE}
-    fits = ", ".join(f"{s}: K^{b:.2f}" for s, b in exps.items() if b is not None)
-    fig.suptitle(f"certified LPM optimum, cost against K (fit over K >= 100: {fits or 'n/a'})")
-    profiles = sorted({r["profile"] for r in rows})
-    add_caption(fig, "Profiles: " + "; ".join(profiles) + ". One CPU thread.")
+    fits = []
+    for solver, profile in _series(rows):
+        b = fitted_exponent(rows, solver, profile=profile)
+        if b is not None:
+            fits.append(f"{solver} ({profile}): K^{b:.2f}")
+    fig.suptitle("certified LPM optimum: cost against K")
+    add_caption(
+        fig,
+        "Fitted over K >= 100: " + ("; ".join(fits) or "n/a") + ". " + note,
+    )
     return save_figure(fig, out_dir, "cost_growth")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m figures.cost_growth RESULTS.json [OUT]`: redraw from a benchmark's results."""
+    import json
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not 1 <= len(argv) <= 2 or not Path(argv[0]).is_file():
+        print("usage: python -m figures.cost_growth RESULTS.json [OUT_DIR]", file=sys.stderr)
+        return 2
+    data = json.loads(Path(argv[0]).read_text())
+    out = Path(argv[1]) if len(argv) == 2 else Path(argv[0]).parent
+    paths = draw_cost_growth(data["rows"], out, data.get("note", ""))
+    print(f"wrote {paths[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
