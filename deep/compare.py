@@ -237,6 +237,7 @@ SWEEP_FIELDS: dict[str, Callable[[dict[str, Any]], float | None]] = {
     "e_h": lambda r: r["measured"]["e_h"],
     "lpm_minority_cosine_w": lambda r: _pred_value(r, "lpm", "w", "minority_predicted"),
     "lpm_minority_cosine_h": lambda r: _pred_value(r, "lpm", "h", "minority_predicted"),
+    "seli_minority_cosine_w": lambda r: _pred_value(r, "seli", "w", "minority_predicted"),
     "lpm_error_w": lambda r: _pred_value(r, "lpm", "w", "mean_abs"),
     "lpm_error_h": lambda r: _pred_value(r, "lpm", "h", "mean_abs"),
     "seli_error_w": lambda r: _pred_value(r, "seli", "w", "mean_abs"),
@@ -393,6 +394,28 @@ def _better_prediction(rows, dataset, first: str, second: str) -> Verdict:
     return Verdict(name, statement, _status(a[0] < b[0] - tol), numbers, f"margin > {tol:.3f}")
 
 
+def _minority_predicted(rows, dataset, name: str) -> Verdict:
+    verdict = f"{name}_predicts_minority_cosine"
+    statement = (
+        f"learnable + CE at the largest R: the {name.upper()} prediction of the mean minority "
+        "classifier cosine matches the measured one"
+    )
+    line = _by_ratio(rows, "linear+ce", dataset)
+    if not line:
+        return _undecided(verdict, statement, "no learnable + CE runs")
+    row = line[-1]
+    predicted, measured = row[f"{name}_minority_cosine_w"], row["minority_cosine_w"]
+    if predicted[2] == 0:
+        return _undecided(verdict, statement, f"no certified {name} prediction")
+    tol = _tol(predicted[1], measured[1])
+    diff = abs(predicted[0] - measured[0])
+    numbers = (
+        f"R={row['imbalance']:g}: predicted {predicted[0]:+.3f}, measured {measured[0]:+.3f}, "
+        f"|diff| {diff:.3f}"
+    )
+    return Verdict(verdict, statement, _status(diff <= tol), numbers, f"|diff| <= {tol:.3f}")
+
+
 def _hong_ling(runs, dataset) -> Verdict:
     name = "hong_ling_threshold"
     statement = (
@@ -420,6 +443,8 @@ VERDICTS = (
     "nc1_falls_in_terminal_phase",
     "lpm_beats_etf",
     "seli_beats_etf",
+    "lpm_predicts_minority_cosine",
+    "seli_predicts_minority_cosine",
     "hong_ling_threshold",
 )
 
@@ -437,6 +462,8 @@ def verdicts(
             _nc1_falls(runs, dataset),
             _better_prediction(rows, dataset, "lpm", "etf"),
             _better_prediction(rows, dataset, "seli", "etf"),
+            _minority_predicted(rows, dataset, "lpm"),
+            _minority_predicted(rows, dataset, "seli"),
             _hong_ling(runs, dataset),
         ]
     return out

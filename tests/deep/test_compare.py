@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deep.compare import compare_run, run_comparison
+from deep.compare import VERDICTS, compare_run, run_comparison
 from deep.compare import main as compare_main
 from deep.config import config_from_dict
 from deep.rundir import GEOMETRY_KEYS, RunFolder, load_geometry
@@ -88,6 +88,8 @@ def test_verdicts_fail_on_runs_that_violate_them(tmp_path) -> None:
         name: {v["name"]: v["status"] for v in run_comparison(runs, (1.0, 5.0))["verdicts"]["fake"]}
         for name, runs in (("bad", bad), ("good", good))
     }
+    assert set(status["bad"]) == set(VERDICTS)
+    assert set(status["bad"].values()) <= {"PASS", "FAIL", "UNDECIDED"}
     assert status["bad"]["etf_minority_means_stay"] == "FAIL"
     assert status["good"]["etf_minority_means_stay"] == "PASS"
     assert status["bad"]["learnable_minority_rises"] == "FAIL"
