@@ -15,10 +15,15 @@ symmetric point, at the cost of an m x m eigendecomposition instead of a K x K S
 exponential profile of ImageNet-LT (K = 1,000, n_max = 1,280, rho = 256) has m = 529 distinct
 counts, iNaturalist's size (K = 8,142, n_max = 1,000, rho = 500) has m = 999, a step profile 2.
 
-The certificate is computed on the full K x K matrix: for any Z and G = grad f(Z),
-f* >= f(Z) - <G, Z> - r ||G||_op (convexity), and ||G||_op <= ||P G||_op + ||G - P G||_F with
-P the orthogonal projection onto the algebra, whose op norm max(||G_Q||_op, max_a |g_alpha_a|) is
-exact. So the bound holds in float64 whether or not the iterate is exactly symmetric.
+Certificates. At a point of the algebra the gradient is in the algebra too, so the Frank-Wolfe
+bound f* >= f(Z) - <G, Z> - r ||G||_op (G = grad f(Z), convexity) is computed exactly in (Q, a)
+(`GroupedLPM.lower_bound`). `full_certificate` computes it on the K x K matrix itself, for any
+Z: ||G||_op <= ||P G||_op + ||G - P G||_F, P the orthogonal projection onto the algebra, whose
+op norm max(||G_Q||_op, max_a |g_alpha_a|) is exact; so that bound holds in float64 whether or
+not the matrix is exactly symmetric. `ufm.convex` reports the larger of the two.
+
+Hong & Ling's regularized form (`GroupedPenaltyUFM`) reduces the same way, D = diag(n_k)
+commuting with the permutations, with a bias constant on each group.
 
 Rows are classes: Zt = Z^T, row k = logits of class k's mean (as in `ufm.convex`); the algebra
 is closed under transposition.
