@@ -163,3 +163,26 @@ def test_compare_geometry_and_spearman() -> None:
     assert spearman([5, 4, 3], [1, 2, 3]) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="shape"):
         compare_geometry(np.eye(3), np.eye(4), [0, 1])
+
+
+def test_the_convex_cross_entropy_is_accurate_at_large_margins() -> None:
+    import torch
+
+    from ufm.convex import _weighted_ce
+    from ufm.losses import cross_entropy
+
+    k, margin = 10, 40.0
+    zt = torch.full((k, k), -margin, dtype=torch.float64)
+    zt.diagonal().zero_()  # every class right by `margin`: CE = log1p((K-1) e^-40) ~ 3.8e-17
+    weights = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    value, grad = _weighted_ce(zt, weights)
+    exact = math.log1p((k - 1) * math.exp(-margin))
+    assert float(value) == pytest.approx(exact, rel=1e-14)
+    p = math.exp(-margin) / (1 + (k - 1) * math.exp(-margin))
+    assert float(grad[0, 0]) == pytest.approx(-(k - 1) * p / k, rel=1e-14)
+    assert float(grad[0, 1]) == pytest.approx(p / k, rel=1e-14)
+    # the plain logsumexp form rounds the loss to 0 here: the reason for the careful one
+    assert float(cross_entropy(zt, torch.arange(k)).sum()) == 0.0
+    small = torch.randn(k, k, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ref = (weights * cross_entropy(small, torch.arange(k))).sum()
+    assert float(_weighted_ce(small, weights)[0]) == pytest.approx(float(ref), rel=1e-14)
