@@ -200,16 +200,21 @@ class GroupedLPM:
         top = torch.maximum(shifted.max(1).values, target)  # (m,)
         mass = torch.exp(shifted - top[:, None])
         p_target = torch.exp(target - top)
-        total = mass.sum(1) + p_target
+        rest = mass.sum(1)  # (m,): the non-target terms, scaled by exp(-top)
+        total = rest + p_target
+        # Where the target is the largest logit, CE = log1p(rest) without rounding 1 + rest:
+        # accurate to relative rounding when every margin is large (the loss near 0).
+        ce = torch.where(target >= top, torch.log1p(rest), top - target + total.log())
         mass /= total[:, None]  # (m, m): probability mass on group b (target excluded)
         p_target /= total  # (m,)
+        miss = mass.sum(1)  # (m,): 1 - p_t, summed from the non-target terms
         w = self.weights
-        value = (self.sizes * w * (top + total.log() - target)).sum()
+        value = (self.sizes * w * ce).sum()
         # G_Q = diag(w sqrt(s)) P diag(1/sqrt(s)) + diag(w (p_t - 1)); g_a = sqrt(s - 1) g_alpha
         g_q = (w * self.root)[:, None] * mass / self.root[None, :]
-        g_q.diagonal().add_(w * (p_target - 1))
+        g_q.diagonal().sub_(w * miss)
         other = mass.diagonal() * self.inv_rest  # probability of one other member
-        g_a = self.root_rest * w * (p_target - 1 - other)
+        g_a = self.root_rest * w * (-miss - other)
         return value, (g_q, g_a), mass, p_target
 
     def smooth_value(self, x: Vars) -> float:

@@ -186,3 +186,13 @@ def test_the_convex_cross_entropy_is_accurate_at_large_margins() -> None:
     small = torch.randn(k, k, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     ref = (weights * cross_entropy(small, torch.arange(k))).sum()
     assert float(_weighted_ce(small, weights)[0]) == pytest.approx(float(ref), rel=1e-14)
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_the_lpm_solves_at_the_norms_of_trained_networks(grouped: bool) -> None:
+    from ufm.convex import solve_lpm_convex
+
+    # E_W E_H = 1000: the optimal loss is about 1e-15, far below logsumexp's rounding of 1 + x
+    result = solve_lpm_convex([100] * 5 + [1] * 5, 10.0, 100.0, tol=1e-10, grouped=grouped)
+    assert 0 < result.value < 1e-14
+    assert result.relative_gap <= 1e-10
