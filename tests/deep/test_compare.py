@@ -184,3 +184,17 @@ def _sweep(root: Path, etf_h: float, ce_w: tuple[float, float]) -> list[Path]:
                 )
             )
     return runs
+
+
+def test_figures_of_a_sweep_need_its_comparison_first(tmp_path, capsys) -> None:
+    from figures.__main__ import main as figures_main
+
+    root = tmp_path / "sweep"
+    _fabricated(root / "ce-10-0", "linear", 10, 0, *_geometry(0.0, -1 / 9))
+    assert figures_main([str(root)]) == 2
+    assert "python -m deep.compare" in capsys.readouterr().err
+    assert compare_main([str(root), "--lpm-seconds", "5"]) == 0
+    assert (root / "comparison" / "comparison.json").is_file()
+    capsys.readouterr()
+    assert figures_main([str(root)]) == 0
+    assert (root / "comparison" / "figures" / "minority_collapse_fake.png").is_file()
