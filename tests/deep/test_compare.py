@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deep.compare import VERDICTS, compare_run, run_comparison
+from deep.compare import compare_run, run_comparison
 from deep.compare import main as compare_main
 from deep.config import config_from_dict
 from deep.rundir import GEOMETRY_KEYS, RunFolder, load_geometry
 from deep.train import main as train_main
+from deep.verdicts import VERDICTS
 from figures.collapse import draw_comparison
 from ufm.metrics import last_layer_geometry
 from ufm.prediction import etf_prediction
