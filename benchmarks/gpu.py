@@ -19,6 +19,9 @@ interrupted (its run folder keeps the epochs it finished):
    runs a cell: wall time, images/s, top-1, head / medium / tail accuracy, final NC metrics.
 4. sweep: further deep.train runs (--sweep ARGS, repeatable), e.g. the terminal-phase
    minority-collapse runs; by default the `collapse` preset of deep.config when it exists.
+5. lpm: with the time left, the certified LPM convex form on the device (`benchmarks
+   lpm_scale --device cuda`, float64, the ImageNet-LT profile at K = 100, 300, 1000, grouped
+   and, up to K = 300, K x K): seconds, iterations, relative gap of each certified solve.
 
 Data: `--data-root` (default data/cifar10-folder) is an image folder, ROOT/train/CLASS/*.jpg
 and ROOT/test/CLASS/*, such as the JPEG copy of CIFAR-10; when it is missing and `--archive`
@@ -82,7 +85,7 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
-PARTS = ("tests", "throughput", "paper", "sweep")
+PARTS = ("tests", "throughput", "paper", "sweep", "lpm")
 PAPER_METHODS = ("ce", "etf-dr", "etf-dr-balanced")
 
 
@@ -99,6 +102,8 @@ class Scale:
     tests_limit: float  # the most the GPU tests may take [s]
     throughput_limit: float  # no throughput variant starts after this long [s]
     min_run: float  # a training run needs at least this much time left to start [s]
+    lpm_classes: tuple[int, ...] = (100, 300, 1000)  # K of the LPM solves [classes]
+    lpm_limit: float = 60.0  # the most the LPM part may take, and each of its solves [s]
 
 
 FULL = Scale(
@@ -132,6 +137,8 @@ TINY = Scale(
     tests_limit=300.0,
     throughput_limit=300.0,
     min_run=0.0,
+    lpm_classes=(10, 30),
+    lpm_limit=120.0,
 )
 
 # Throughput variants in the order they run: eager first, the speculative CUDA graphs last.
@@ -278,13 +285,38 @@ def _fmt(x: float | None, spec: str) -> str:
     return "" if x is None else format(x, spec)
 
 
+def _lpm_md(part: dict[str, Any]) -> list[str]:
+    lines = [
+        f"`{part['command']}` ({part['note']})",
+        "",
+        "| K | groups | solver | device | certified | seconds | iterations | relative gap "
+        "| value |",
+        "| --- " * 9 + "|",
+    ]
+    for r in part["rows"]:
+        value = "" if r.get("value") is None else f"{r['value']:.10f}"
+        lines.append(
+            f"| {r['classes']} | {r['groups']} | {r['solver']} | {r['device']} | "
+            f"{r['certified']} | {r['seconds']:.2f} | {r['iterations']} | "
+            f"{r['relative_gap']:.1e} | {value} |"
+        )
+    return lines
+
+
 _SECTIONS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "tests": _tests_md,
     "throughput": _throughput_md,
     "paper": _runs_md,
     "sweep": _runs_md,
+    "lpm": _lpm_md,
 }
-_DATA_KEY = {"tests": "command", "throughput": "rows", "paper": "runs", "sweep": "runs"}
+_DATA_KEY = {
+    "tests": "command",
+    "throughput": "rows",
+    "paper": "runs",
+    "sweep": "runs",
+    "lpm": "rows",
+}
 
 
 # ----------------------------------------------------------------------------- subprocesses
@@ -585,6 +617,28 @@ def _read_summary(path: Path) -> dict | None:
         return None
 
 
+# ----------------------------------------------------------------------------- part 5
+
+
+def lpm_part(scale: Scale, out: Path, deadline: float, device: torch.device) -> dict:
+    """`benchmarks lpm_scale` on the device in a subprocess (float64; its certificate is a
+    float64 lower bound): the rows of its results.json."""
+    classes = [str(k) for k in scale.lpm_classes]
+    command = [sys.executable, "-m", "benchmarks", "lpm_scale", "--", "--device", device.type]
+    command += ["--classes", *classes, "--full-max", "300", "--limit", f"{scale.lpm_limit:g}"]
+    command += ["--out", str(out / "lpm")]
+    limit = min(deadline, time.monotonic() + scale.lpm_limit)
+    outcome = run_until(command, limit, out / "lpm.log", grace=5.0)
+    shown = shlex.join(["python", "-m", "benchmarks", *command[3:]])
+    path = out / "lpm" / "results.json"
+    if outcome["status"] != "finished" or not path.is_file():
+        return {**outcome, "status": outcome["status"], "command": shown}
+    rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
+    status = "certified" if all(r["certified"] for r in rows) else "not all certified"
+    note = f"{device.type}, float64, ImageNet-LT profile, see lpm.log"
+    return {**outcome, "status": status, "command": shown, "note": note, "rows": rows}
+
+
 # ----------------------------------------------------------------------------- driver
 
 
@@ -646,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
             runs_part, planned_runs, scale, out, deadline, save, args.concurrent
         )
         _part(results, name, None, body)
+    if "lpm" in parts:
+        _part(results, "lpm", deadline, functools.partial(lpm_part, scale, out, deadline, device))
     results.data["finished"] = True
     results.data["seconds"] = time.monotonic() - started
     results.write()

@@ -86,6 +86,13 @@ def test_tiny_check_runs_every_part_and_writes_readable_results(ten_classes, tmp
     config = yaml.safe_load((out / "runs" / sweep["name"] / "config.yaml").read_text())
     assert config["run"]["seed"] == 1 and config["loss"]["name"] == "ce"
 
+    lpm = parts["lpm"]  # the certified LPM on the device (the CPU here), float64
+    assert lpm["status"] == "certified", lpm
+    assert {(r["classes"], r["solver"]) for r in lpm["rows"]} == {
+        (k, solver) for k in (10, 30) for solver in ("grouped", "full")
+    }
+    assert all(r["relative_gap"] <= 1e-8 and r["device"] == "cpu" for r in lpm["rows"])
+
     table = (out / "results.md").read_text()
     for name in gpu.PARTS:
         assert f"## {name}: {parts[name]['status']}" in table
@@ -127,7 +134,7 @@ def test_missing_data_is_the_loaders_message_before_any_part(tmp_path, capsys) -
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--parts", "tests,speed"], "--parts takes some of tests,throughput,paper,sweep"),
+        (["--parts", "tests,speed"], "--parts takes some of tests,throughput,paper,sweep,lpm"),
         (["--budget", "-1"], "--budget must be a number of seconds >= 0, got -1.0"),
         (["--parts", "paper", "--imbalance", "0.5"], "data.imbalance must be"),
         (["--parts", "paper", "--methods", "ce,nope"], "unknown method 'nope'"),
