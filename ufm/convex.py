@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from ufm.grouped import GroupedLPM, GroupedPenaltyUFM, full_certificate
-from ufm.problems import Vars, _check_counts, _check_positive
+from ufm.problems import SmoothOnly, Vars, _check_counts, _check_positive
 from ufm.solvers import SolveResult, accelerated_gradient
 
 __all__ = [
@@ -99,7 +99,7 @@ def _weighted_ce(zt: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @dataclass
-class NuclearBallLPM:
+class NuclearBallLPM(SmoothOnly):
     """The LPM's convex form over Zt = Z^T (row k = logits of class k's mean), cross-entropy."""
 
     counts: Sequence[int] | np.ndarray
@@ -125,15 +125,6 @@ class NuclearBallLPM:
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
         value, grad = _weighted_ce(x[0], self.weights)
         return value, (grad,)
-
-    def smooth_value(self, x: Vars) -> float:
-        return float(self.value_and_grad(x)[0])
-
-    def penalty(self, x: Vars) -> float:
-        return 0.0
-
-    def objective(self, x: Vars) -> float:
-        return self.smooth_value(x)
 
     def prox(self, x: Vars, step: float) -> Vars:
         return (project_nuclear_ball(x[0], self.radius),)

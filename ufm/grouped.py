@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ufm.problems import Vars, _check_counts, _check_positive
+from ufm.problems import SmoothOnly, Vars, _check_counts, _check_positive
 
 __all__ = ["ClassGroups", "GroupedLPM", "GroupedPenaltyUFM", "full_certificate"]
 
@@ -140,7 +140,7 @@ def _threshold(values: Tensor, weights: Tensor, radius: float) -> float:
 
 
 @dataclass
-class GroupedLPM:
+class GroupedLPM(SmoothOnly):
     """The LPM's convex form (`ufm.convex.NuclearBallLPM`) in the coordinates (Q, a) of the
     algebra of classes with equal counts (module docstring); same interface."""
 
@@ -216,15 +216,6 @@ class GroupedLPM:
         other = mass.diagonal() * self.inv_rest  # probability of one other member
         g_a = self.root_rest * w * (-miss - other)
         return value, (g_q, g_a), mass, p_target
-
-    def smooth_value(self, x: Vars) -> float:
-        return float(self.value_and_grad(x)[0])
-
-    def penalty(self, x: Vars) -> float:
-        return 0.0
-
-    def objective(self, x: Vars) -> float:
-        return self.smooth_value(x)
 
     def nuclear_norm(self, x: Vars) -> float:
         q, a = x

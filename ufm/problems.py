@@ -41,11 +41,26 @@ __all__ = [
     "LayerPeeledModel",
     "Problem",
     "RegularizedUFM",
+    "SmoothOnly",
     "effective_lambda",
     "project_ball",
 ]
 
 Vars = tuple[Tensor, ...]
+
+
+class SmoothOnly:
+    """For a problem whose objective is its smooth part alone (a constraint lives in `prox`):
+    the value, penalty and objective of the solvers' interface, from `value_and_grad`."""
+
+    def smooth_value(self, x: Vars) -> float:
+        return float(self.value_and_grad(x)[0])
+
+    def penalty(self, x: Vars) -> float:
+        return 0.0
+
+    def objective(self, x: Vars) -> float:
+        return self.smooth_value(x)
 
 
 def _check_counts(counts: Sequence[int] | np.ndarray) -> np.ndarray:
