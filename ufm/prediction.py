@@ -189,13 +189,6 @@ class Prediction:
         return None if self.gram_w is None else np.sqrt(np.clip(np.diag(self.gram_w), 0, None))
 
 
-def _ce_probabilities(z: np.ndarray) -> np.ndarray:
-    """softmax of every column of z (K, K) -> (K, K)."""
-    shifted = z - z.max(axis=0, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=0, keepdims=True)
-
-
 def lpm_prediction(
     counts: Sequence[int] | np.ndarray,
     e_w: float,
@@ -228,16 +221,15 @@ def lpm_prediction(
             max_iter=max_iter,
             max_seconds=max_seconds,
         )
-    zhat = result.x[0].T.detach().cpu().numpy().astype(np.float64)  # (K, K) columns = classes
-    weights = counts / counts.sum()
-    p = _ce_probabilities(zhat)
-    zt = torch.as_tensor(zhat.T.copy())  # rows = classes, as the convex form keeps it
-    grad = _weighted_ce(zt, torch.as_tensor(weights))[1].numpy().T  # column k: w_k (p_k - e_k)
-    radius = k * math.sqrt(e_w * e_h)
-    inner, spectral = np.sum(grad * zhat), radius * np.linalg.norm(grad, 2)
+    zt = result.x[0].detach().cpu().to(torch.float64)  # (K, K): row k = logits of class k
+    weights = problem.weights.cpu()  # (K,) n_k / N
+    grad = _weighted_ce(zt, weights)[1].numpy().T  # (K, K): column k = w_k (p_k - e_k)
+    zhat = zt.numpy().T  # (K, K): column k = logits of class k's mean
+    inner, spectral = np.sum(grad * zhat), problem.radius * np.linalg.norm(grad, 2)
     rounding = 64 * np.finfo(np.float64).eps * (np.sum(np.abs(grad * zhat)) + spectral)
     gap = max(float(inner + spectral), 0.0) + float(rounding)  # the Frank-Wolfe gap, rounded up
-    sigma = float(np.min(weights * p.min(axis=0)))
+    p_min = torch.softmax(zt, dim=1).min(dim=1).values  # (K,) smallest probability per class
+    sigma = float((weights * p_min).min())
     t1 = certified_logit_distance(gap, sigma)
     z_c = _centering(k) @ zhat  # the optimum is column-centred
     balance = (e_w / e_h) ** 0.25
