@@ -10,12 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ufm.convex import (
-    NuclearBallLPM,
-    cvxpy_regularized,
-    solve_lpm_convex,
-    solve_regularized_convex,
-)
+from ufm.convex import NuclearBallLPM, solve_lpm_convex, solve_regularized_convex
+from ufm.convex_cvxpy import cvxpy_regularized
 from ufm.imbalance import exponential_counts, step_counts
 from ufm.problems import FixedETFModel
 from ufm.solvers import solve

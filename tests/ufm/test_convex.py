@@ -13,13 +13,11 @@ from hypothesis import strategies as st
 from tests.conftest import CROSS_SOLVER, CROSS_SOLVER_Z
 from ufm.convex import (
     NuclearBallLPM,
-    cvxpy_lpm_nuclear,
-    cvxpy_lpm_sdp,
-    cvxpy_regularized,
     project_nuclear_ball,
     solve_lpm_convex,
     solve_regularized_convex,
 )
+from ufm.convex_cvxpy import cvxpy_lpm_nuclear, cvxpy_lpm_sdp, cvxpy_regularized
 from ufm.etf import etf_gram
 from ufm.imbalance import exponential_counts, step_counts
 from ufm.problems import LayerPeeledModel, RegularizedUFM, effective_lambda
