@@ -35,7 +35,8 @@ from figures.style import (
     new_figure,
     styled,
 )
-from ufm.convex import cvxpy_ufm_svm, solve_regularized_convex
+from ufm.convex import solve_regularized_convex
+from ufm.convex_cvxpy import cvxpy_ufm_svm
 from ufm.imbalance import make_profile
 from ufm.metrics import gram_group_cosines
 from ufm.prediction import gram_factors
