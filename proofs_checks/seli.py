@@ -35,7 +35,8 @@ import torch
 
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CVXPY, SEPARATED
-from ufm.convex import cvxpy_ufm_svm, solve_regularized_convex
+from ufm.convex import solve_regularized_convex
+from ufm.convex_cvxpy import cvxpy_ufm_svm
 from ufm.imbalance import exponential_counts, minority_group, step_counts
 from ufm.metrics import group_spread
 from ufm.prediction import gram_factors
