@@ -37,7 +37,8 @@ from proofs_checks.tolerances import (
     REFERENCE_ROUNDING,
     SOLUTION,
 )
-from ufm.convex import ConvexResult, cvxpy_lpm_nuclear, cvxpy_lpm_sdp, solve_lpm_convex
+from ufm.convex import ConvexResult, solve_lpm_convex
+from ufm.convex_cvxpy import cvxpy_lpm_nuclear, cvxpy_lpm_sdp
 from ufm.imbalance import exponential_counts, step_counts
 from ufm.losses import cross_entropy
 from ufm.metrics import class_means, etf_distance, nc1, self_duality
