@@ -26,13 +26,8 @@ import numpy as np
 from proofs_checks.minority_collapse import collapse_ratio, minority_state
 from proofs_checks.registry import all_checks
 from proofs_checks.tolerances import CERTIFIED_GAP
-from ufm.convex import (
-    ConvexResult,
-    cvxpy_lpm_nuclear,
-    cvxpy_lpm_sdp,
-    solve_lpm_convex,
-    solve_regularized_convex,
-)
+from ufm.convex import ConvexResult, solve_lpm_convex, solve_regularized_convex
+from ufm.convex_cvxpy import cvxpy_lpm_nuclear, cvxpy_lpm_sdp
 from ufm.imbalance import exponential_counts, step_counts
 from ufm.runtime import torch_threads
 from ufm.theory import hong_ling_threshold
