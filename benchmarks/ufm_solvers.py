@@ -23,7 +23,8 @@ import time
 
 import torch
 
-from ufm.convex import cvxpy_lpm_nuclear, solve_lpm_convex
+from ufm.convex import solve_lpm_convex
+from ufm.convex_cvxpy import cvxpy_lpm_nuclear
 from ufm.imbalance import exponential_counts
 from ufm.problems import LayerPeeledModel
 from ufm.runtime import torch_threads
