@@ -19,12 +19,11 @@ from deep.objectives import OBJECTIVES, ObjectiveContext, build_objective
 from deep.session import _optimizer
 from deep.train import main
 from tests.conftest import TOL
-from ufm.losses import (
+from ufm.longtail_losses import (
     balanced_softmax_cross_entropy,
     batch_class_means,
     bilateral_branch_weight,
     class_weighted_mean,
-    cross_entropy,
     drw_class_weights,
     hybrid_contrastive_loss,
     ldam_loss,
@@ -34,6 +33,7 @@ from ufm.losses import (
     nc2_regularizer,
     peer_to_peer_loss,
 )
+from ufm.losses import cross_entropy
 
 F64 = torch.float64
 COUNTS = (40, 20, 10, 5)

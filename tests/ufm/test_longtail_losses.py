@@ -1,4 +1,4 @@
-"""The long-tail losses of ufm.losses against hand computations (plain Python, float64)."""
+"""The long-tail losses of ufm.longtail_losses against hand computations (plain Python, float64)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,11 @@ import torch.nn.functional as F
 
 from tests.conftest import TOL
 from ufm.etf import simplex_etf
-from ufm.losses import (
+from ufm.longtail_losses import (
     balanced_softmax_cross_entropy,
     batch_class_means,
     bilateral_branch_weight,
     class_weighted_mean,
-    cross_entropy,
     drw_class_weights,
     hybrid_contrastive_loss,
     ldam_loss,
@@ -25,6 +24,7 @@ from ufm.losses import (
     nc2_regularizer,
     peer_to_peer_loss,
 )
+from ufm.losses import cross_entropy
 
 F64 = torch.float64
 COUNTS = torch.tensor([50.0, 20.0, 5.0, 2.0], dtype=F64)
