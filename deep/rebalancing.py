@@ -1,6 +1,6 @@
 """Re-balanced losses of the long-tail literature, registered as training objectives.
 
-Each wires a formula of `ufm.losses` to the training class counts (ObjectiveContext), which
+Each wires a formula of `ufm.longtail_losses` to the training class counts (ObjectiveContext), which
 come from the data. Options (loss.options) and their defaults:
 
 - `logit-adjusted`: CE(z + tau log pi, y) (Menon et al., ICLR 2021); tau = 1.
@@ -29,8 +29,7 @@ from deep.objective_base import (
     ObjectiveContext,
     resolve_options,
 )
-from ufm.losses import (
-    CrossEntropy,
+from ufm.longtail_losses import (
     balanced_softmax_cross_entropy,
     class_weighted_mean,
     drw_class_weights,
@@ -38,6 +37,7 @@ from ufm.losses import (
     ldam_margins,
     logit_adjusted_cross_entropy,
 )
+from ufm.losses import CrossEntropy
 
 __all__ = ["LDAM", "CountAdjusted", "DeferredReweighting", "drw_start_epoch"]
 
