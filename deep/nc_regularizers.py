@@ -4,14 +4,14 @@
 
     L = CE(z, y) + lambda1 L_NC1(h, mu) + lambda2 L_NC2(mu)
 
-with learnable class centres mu (K, d) (`ufm.losses.nc1_regularizer`, `nc2_regularizer`).
+with learnable class centres mu (K, d) (`ufm.longtail_losses.nc1_regularizer`, `nc2_regularizer`).
 Options: lambda1 = 0.01, lambda2 = 0.1, centre_lr = 0.5. The centres are drawn N(0, 1) from
 the run's objective seed and take their own SGD step: learning rate centre_lr, fixed (not
 scheduled), no momentum, no weight decay; they receive gradients from the two regularizers
 only, with the weights lambda1 and lambda2 as written.
 
 `allnc`: Zhang et al. 2024, "All-around Neural Collapse for Imbalanced Classification" (AllNC):
-three parts, each a formula of `ufm.losses`:
+three parts, each a formula of `ufm.longtail_losses`:
 
 - HyCon (`hybrid_contrastive_loss`) for NC1: a contrastive loss with two views, the samples
   and their class means, pulling each sample to its class.
@@ -47,16 +47,16 @@ from deep.objective_base import (
     ObjectiveContext,
     resolve_options,
 )
-from ufm.losses import (
+from ufm.longtail_losses import (
     batch_class_means,
     bilateral_branch_weight,
-    cross_entropy,
     hybrid_contrastive_loss,
     logit_adjusted_cross_entropy,
     nc1_regularizer,
     nc2_regularizer,
     peer_to_peer_loss,
 )
+from ufm.losses import cross_entropy
 
 __all__ = ["AllNC", "NCRegularized"]
 
