@@ -21,9 +21,9 @@ import torch
 from torch import Tensor
 
 from deep.augment import Normalizer, eval_batches
+from deep.backbone_head import Network
 from deep.heads import Head
-from deep.models import fold_batchnorm
-from deep.network import Network
+from deep.resnet import fold_batchnorm
 from ufm.metrics import last_layer_geometry, nc_metrics
 
 __all__ = [

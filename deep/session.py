@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from deep.augment import Normalizer, TrainStream
+from deep.backbone_head import Network, build_network
 from deep.config import Config
 from deep.data import DataError, DataRequest, ImageData, load_dataset
 from deep.distributed import DistInfo
@@ -29,7 +30,6 @@ from deep.longtail import (
     minority_classes,
     profile_counts,
 )
-from deep.network import Network, build_network
 from deep.objectives import Objective, ObjectiveContext, build_objective
 from deep.schedule import StepSchedule
 from deep.seeds import derive_seed

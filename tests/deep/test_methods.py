@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import deep.loop
+from deep.backbone_head import build_network
 from deep.config import HeadConfig, resolve_config
 from deep.heads import HEADS, CosineHead, LinearHead
 from deep.methods import METHODS, ORDER
-from deep.network import build_network
 from deep.objectives import OBJECTIVES, ObjectiveContext, build_objective
 from deep.session import _optimizer
 from deep.train import main

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from deep.augment import Normalizer
+from deep.backbone_head import build_network
 from deep.config import HeadConfig
 from deep.distributed import init_distributed
 from deep.evaluate import EvalNetwork, class_correct, forward_all
 from deep.heads import HEADS
-from deep.models import BACKBONES, CifarResNet, fold_batchnorm, init_weights
-from deep.network import build_network
+from deep.resnet import BACKBONES, CifarResNet, fold_batchnorm, init_weights
 from deep.session import use_amp
 from tests.conftest import TOL
 from ufm.etf import simplex_etf

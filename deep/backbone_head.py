@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from deep.heads import HEADS, Head
-from deep.models import BACKBONES, init_weights
+from deep.resnet import BACKBONES, init_weights
 
 if TYPE_CHECKING:
     from deep.config import HeadConfig
