@@ -49,9 +49,9 @@ from deep.distributed import (
 )
 from deep.heads import HEADS
 from deep.loop import restore, train
-from deep.models import BACKBONES
 from deep.objectives import OBJECTIVES
 from deep.report import say
+from deep.resnet import BACKBONES
 from deep.rundir import RunFolder
 from deep.session import Session, build_session
 from ufm.io import check_output_dir
