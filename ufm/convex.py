@@ -45,6 +45,7 @@ __all__ = [
     "NotCertifiedError",
     "NuclearBallLPM",
     "NuclearPenaltyUFM",
+    "gram_factors",
     "project_nuclear_ball",
     "solve_lpm_convex",
     "solve_regularized_convex",
@@ -235,6 +236,30 @@ class NuclearPenaltyUFM:
         return bound
 
 
+def gram_factors(
+    z: np.ndarray, counts: Sequence[int] | np.ndarray | None = None, balance: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(G_W, G_H) = (beta^2 (Y Y^T)^{1/2}, D^{-1/2} (Y^T Y)^{1/2} D^{-1/2} / beta^2), Y = Z D^{1/2}.
+
+    The classifier and class-mean Grams of logits z (K, K), column k = logits of class k's
+    mean, factored in balance (`ConvexResult.grams` of a certified optimum). `counts` gives
+    D = diag(n_k) (the regularized UFM, per-sample feature penalty), None gives D = I (the LPM).
+    `balance` is beta, with beta^2 = sqrt(E_W / E_H) for the LPM; cosines do not depend on it.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    k = z.shape[0]
+    if z.shape != (k, k):
+        raise ValueError(f"z must be square (K, K), got {z.shape}")
+    root_n = np.ones(k) if counts is None else np.sqrt(np.asarray(counts, dtype=np.float64))
+    if root_n.shape != (k,):
+        raise ValueError(f"counts must have K={k} entries, got {root_n.shape}")
+    y = z * root_n[None, :]  # (K, K): column k scaled by sqrt(n_k)
+    u, s, vh = np.linalg.svd(y)  # from Y itself: (Y Y^T)^{1/2} = U S U^T to full precision
+    gram_w = balance**2 * (u * s) @ u.T
+    gram_h = (vh.T * s) @ vh / np.outer(root_n, root_n) / balance**2
+    return gram_w, gram_h
+
+
 @dataclass
 class ConvexResult:
     """A certified optimum: value f(Z), a lower bound on f*, and f(Z) - bound (the gap)."""
@@ -255,21 +280,42 @@ class ConvexResult:
     def relative_gap(self) -> float:
         return self.gap / max(abs(self.lower_bound), 1e-300)
 
-    def factors(self, dim: int, balance: float, seed: int = 0) -> tuple[Tensor, Tensor]:
-        """(W (K, d), Hbar (K, d)) with W Hbar^T = Z, ||W||_F^2 = balance^2 ||Z||_*.
+    def factors(
+        self,
+        dim: int,
+        balance: float,
+        seed: int = 0,
+        counts: Sequence[int] | np.ndarray | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """(W (K, d), Hbar (K, d)) with W Hbar^T = Z, W W^T = G_W of `grams`.
 
-        Z = U S V^T, W = U S^{1/2} balance, Hbar = V S^{1/2} / balance, embedded in R^d by a
-        seeded orthonormal frame. LPM: balance^2 = sqrt(E_W/E_H).
+        Y = Z D^{1/2} = U S V^T, W = U S^{1/2} balance, Hbar = D^{-1/2} V S^{1/2} / balance,
+        embedded in R^d by a seeded orthonormal frame; D = diag(counts) for the regularized UFM,
+        D = I (counts None) for the LPM, where balance^2 = sqrt(E_W/E_H).
         """
         from ufm.etf import haar_frame
 
         k = self.z.shape[0]
         if dim < k:
             raise ValueError(f"factors of a K x K matrix need dim >= K={k}, got {dim}")
-        u, s, vh = torch.linalg.svd(self.z)
+        y = self.z
+        if counts is not None:
+            root_n = torch.as_tensor(counts, dtype=self.z.dtype, device=self.z.device).sqrt()
+            y = self.z * root_n  # (K, K): column k scaled by sqrt(n_k)
+        u, s, vh = torch.linalg.svd(y)
         root = s.sqrt()
+        hbar = vh.T * root / balance
+        if counts is not None:
+            hbar = hbar / root_n[:, None]
         frame = haar_frame(dim, k, seed=seed, dtype=self.z.dtype).to(self.z.device).T  # (K, d)
-        return (u * root * balance) @ frame, (vh.T * root / balance) @ frame
+        return (u * root * balance) @ frame, hbar @ frame
+
+    def grams(
+        self, counts: Sequence[int] | np.ndarray | None = None, balance: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(G_W, G_H) = (W W^T, Hbar Hbar^T) (K, K) of this optimum, float64: `gram_factors`
+        of Z, with D = diag(counts) for the regularized UFM, D = I (None) for the LPM."""
+        return gram_factors(self.z.detach().cpu().numpy(), counts, balance)
 
 
 class NotCertifiedError(RuntimeError):

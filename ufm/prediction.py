@@ -10,7 +10,9 @@ logits of class k's mean). With Y = Z D^{1/2} (D = diag(n_k) for the regularized
 Ling, whose feature penalty is per sample; D = I for the LPM) and Y = U S V^T,
 W = U S^{1/2} beta and Hbar D^{1/2} = V S^{1/2} / beta, so
 
-    G_W = beta^2 (Y Y^T)^{1/2},      G_H = D^{-1/2} (Y^T Y)^{1/2} D^{-1/2} / beta^2.
+    G_W = beta^2 (Y Y^T)^{1/2},      G_H = D^{-1/2} (Y^T Y)^{1/2} D^{-1/2} / beta^2
+
+(`ufm.convex.gram_factors`; `ConvexResult.grams` of a certified optimum).
 
 **The LPM prediction** (Fang et al., PNAS 2021) for counts n_k and the measured E_W, E_H: the
 certified optimum of min_Z sum_k (n_k/N) CE(z_k, k) s.t. ||Z||_* <= r = K sqrt(E_W E_H)
@@ -56,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufm.convex import NuclearBallLPM, _weighted_ce
+from ufm.convex import NuclearBallLPM, _weighted_ce, gram_factors
 from ufm.metrics import gram_group_cosines
 from ufm.solvers import accelerated_gradient
 from ufm.theory import hong_ling_threshold
@@ -70,7 +72,6 @@ __all__ = [
     "cosine_error_bound",
     "cosines",
     "etf_prediction",
-    "gram_factors",
     "group_mean_cosine",
     "hong_ling_prediction",
     "lpm_prediction",
@@ -82,29 +83,6 @@ __all__ = [
 
 def _centering(k: int) -> np.ndarray:
     return np.eye(k) - np.full((k, k), 1.0 / k)
-
-
-def gram_factors(
-    z: np.ndarray, counts: Sequence[int] | np.ndarray | None = None, balance: float = 1.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """(G_W, G_H) = (beta^2 (Y Y^T)^{1/2}, D^{-1/2} (Y^T Y)^{1/2} D^{-1/2} / beta^2), Y = Z D^{1/2}.
-
-    z (K, K), column k = logits of class k's mean; `counts` gives D = diag(n_k) (the
-    regularized UFM, per-sample feature penalty), None gives D = I (the LPM). `balance` is
-    beta, with beta^2 = sqrt(E_W / E_H) for the LPM; cosines do not depend on it.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    k = z.shape[0]
-    if z.shape != (k, k):
-        raise ValueError(f"z must be square (K, K), got {z.shape}")
-    root_n = np.ones(k) if counts is None else np.sqrt(np.asarray(counts, dtype=np.float64))
-    if root_n.shape != (k,):
-        raise ValueError(f"counts must have K={k} entries, got {root_n.shape}")
-    y = z * root_n[None, :]  # (K, K): column k scaled by sqrt(n_k)
-    u, s, vh = np.linalg.svd(y)  # from Y itself: (Y Y^T)^{1/2} = U S U^T to full precision
-    gram_w = balance**2 * (u * s) @ u.T
-    gram_h = (vh.T * s) @ vh / np.outer(root_n, root_n) / balance**2
-    return gram_w, gram_h
 
 
 def centred_gram(gram: np.ndarray) -> np.ndarray:

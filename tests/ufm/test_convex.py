@@ -130,3 +130,13 @@ def test_cifar100_lt_certificate() -> None:
     res = solve_lpm_convex(counts, 1.0, 5.0, tol=1e-8)
     assert res.relative_gap <= 1e-8
     assert math.isfinite(res.value) and res.value > 0
+
+
+def test_grams_and_factors_of_a_regularized_optimum_agree() -> None:
+    counts = step_counts(2, 40, 2, 4)
+    res = solve_regularized_convex(counts, 0.02, 0.0, tol=1e-10)
+    gram_w, gram_h = res.grams(counts)
+    w, hbar = res.factors(6, 1.0, counts=counts)
+    torch.testing.assert_close(w @ hbar.T, res.z, atol=1e-12, rtol=0)
+    np.testing.assert_allclose((w @ w.T).numpy(), gram_w, atol=1e-12)
+    np.testing.assert_allclose((hbar @ hbar.T).numpy(), gram_h, atol=1e-12)

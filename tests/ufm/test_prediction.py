@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ufm.convex import gram_factors
 from ufm.prediction import (
     centred_gram,
     certified_logit_distance,
@@ -16,7 +17,6 @@ from ufm.prediction import (
     cosine_error_bound,
     cosines,
     etf_prediction,
-    gram_factors,
     group_mean_cosine,
     hong_ling_prediction,
     lpm_prediction,
