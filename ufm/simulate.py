@@ -5,7 +5,8 @@ Every configuration is solved from a random start by the chosen solver and compa
 global optimum: Theorem 1's closed form (fixed ETF + CE), 0 (DR), or the certified optimum of the
 LPM's convex form (learnable + CE). One table is printed and a run folder is written:
 
-    config.json     every option, the class counts, the code version
+    run.json        kind "ufm", the command line, the code version (ufm.runfolder, format 1)
+    config.yaml     every option and the class counts
     history.csv     configuration, iteration, seconds, objective, gap (the convergence curves)
     geometry.npz    per configuration, the cosine matrices (K, K) and norms (K,) of the
                     classifier rows and of the centred class means, keys "<classifier>+<loss>.
@@ -24,7 +25,6 @@ apart. A run in which some row did not converge says so in one line and exits wi
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 import time
@@ -39,17 +39,11 @@ import torch
 from ufm.convex import solve_lpm_convex
 from ufm.footprint import available_memory, check_primal_fits, primal_footprint
 from ufm.imbalance import ClassProfile, make_profile
-from ufm.io import (
-    atomic_write_bytes,
-    atomic_write_csv,
-    atomic_write_json,
-    check_new_output_dir,
-    code_version,
-    new_run_dir,
-)
+from ufm.io import check_new_output_dir, code_version, new_run_dir
 from ufm.losses import LOSSES
 from ufm.metrics import class_means, nc_metrics, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel, Problem, Vars
+from ufm.runfolder import draw_figures, start_run, write_geometry, write_history, write_summary
 from ufm.runtime import torch_threads
 from ufm.solvers import SOLVERS, solve
 from ufm.theory import etf_feature_distance_bound
@@ -252,12 +246,6 @@ def feature_distances(
     return certified, measured
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _progress_lines(name: str) -> Callable[[int, float], None]:
     """A solver callback printing a line every PROGRESS_SECONDS: a long solve stays visible in
     a log file, where no progress bar is drawn."""
@@ -395,8 +383,11 @@ def not_converged_line(runs: list[dict[str, Any]]) -> str | None:
     return f"not converged: {len(bad)} of {len(runs)} configurations: {rows}"
 
 
-def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dict[str, Any]]:
-    """Run every configuration, write the run folder and return (folder, summary)."""
+def run_simulation(
+    cfg: SimulateConfig, *, echo: bool = True, command: list[str] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Run every configuration, write the run folder (`command`: the argv recorded in run.json)
+    and return (folder, summary)."""
     cfg.validate()
     profile = make_profile(
         cfg.profile,
@@ -412,8 +403,7 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
     if cfg.out:  # another run's results (a deep.train folder too) are never written over
         check_new_output_dir(cfg.out)
     run_dir = Path(cfg.out) if cfg.out else new_run_dir("runs/ufm")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", {"config": asdict(cfg), "version": code_version()})
+    start_run(run_dir, "ufm", asdict(cfg), command=command)
     if echo:
         print(
             f"K={profile.num_classes} N={profile.total} counts {cfg.counts[0]}..."
@@ -441,15 +431,19 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
                 )
             geometry |= {f"{name}.{key}": value for key, value in geo.items()}
             rows += [
-                (name, int(i), f"{s:.6f}", repr(float(f)), repr(float(f - entry["lower_bound"])))
+                {
+                    "configuration": name,
+                    "iteration": int(i),
+                    "seconds": f"{s:.6f}",
+                    "objective": repr(float(f)),
+                    "gap": repr(float(f - entry["lower_bound"])),
+                }
                 for i, s, f in zip(
                     hist["iteration"], hist["seconds"], hist["objective"], strict=True
                 )
             ]
-    atomic_write_csv(
-        run_dir / "history.csv", ["configuration", "iteration", "seconds", "objective", "gap"], rows
-    )
-    _write_npz(run_dir / "geometry.npz", geometry)
+    write_history(run_dir, rows)
+    write_geometry(run_dir, geometry)
     summary = {
         "counts": cfg.counts,
         "minority": profile.minority.tolist(),
@@ -459,23 +453,13 @@ def run_simulation(cfg: SimulateConfig, *, echo: bool = True) -> tuple[Path, dic
         "seconds": time.perf_counter() - start,
         "version": code_version(),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     if echo:
         print(format_table(runs))
         print(f"wrote {run_dir} ({summary['seconds']:.1f} s)")
-    if cfg.figures:
-        _draw_figures(run_dir, echo)
+    if cfg.figures:  # drawn by the figures package, found through its entry point
+        draw_figures(run_dir, echo=print if echo else None)
     return run_dir, summary
-
-
-def _draw_figures(run_dir: Path, echo: bool) -> None:
-    try:
-        from figures.ufm import draw_ufm_run
-    except ImportError:  # figures/ is optional for the library
-        return
-    paths = draw_ufm_run(run_dir)
-    if echo and paths:
-        print(f"figures: {run_dir / 'figures'} ({len(paths)} files)")
 
 
 def _csv(values: str) -> tuple[str, ...]:
@@ -542,8 +526,9 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    command = ["python", "-m", "ufm.simulate", *(sys.argv[1:] if argv is None else argv)]
     try:
-        _, summary = run_simulation(cfg)
+        _, summary = run_simulation(cfg, command=command)
     except (ValueError, RuntimeError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

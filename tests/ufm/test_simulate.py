@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ufm import simulate
+from ufm.runfolder import read_run
 from ufm.simulate import SimulateConfig, run_simulation
 
 SMALL = ["--n-max", "120", "--imbalance", "10", "--classes", "5", "--dim", "8", "--no-figures"]
@@ -54,8 +56,9 @@ def test_summary_contract(tmp_path: Path) -> None:
     assert summary["converged"] is True
     notes = [r.get("note", "") for r in summary["runs"]]
     assert sum("degenerate" in n for n in notes) == 1
-    config = json.loads((out / "config.json").read_text())
-    assert config["config"]["n_max"] == 120 and "package" in config["version"]
+    run = read_run(out)
+    assert (run.kind, run.format) == ("ufm", 1) and "package" in run.run["version"]
+    assert run.config["n_max"] == 120 and run.config["counts"] == summary["counts"]
     header = (out / "history.csv").read_text().splitlines()[0]
     assert header == "configuration,iteration,seconds,objective,gap"
 
@@ -213,7 +216,8 @@ def test_killed_run_leaves_no_summary(
     assert len(err) == 1 and "interrupted" in err[0]
     assert not (out / "summary.json").exists()  # not half-written
     assert not list(out.glob(".*.tmp"))
-    json.loads((out / "config.json").read_text())  # whatever exists is whole
+    json.loads((out / "run.json").read_text())  # whatever exists is whole
+    yaml.safe_load((out / "config.yaml").read_text())
 
 
 def test_module_entry_point(tmp_path: Path) -> None:
