@@ -9,7 +9,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import brentq
 
 __all__ = [
     "balanced_regularized_optimum",
@@ -92,6 +91,8 @@ def class_averaged_etf_optimum(
     conditions (n_k/N) phi'(s_k) + (2 mu/K) s_k = 0 are solved by nested root finding.
     Returns (optimal value, norms s_k (K,)); the norms grow with n_k.
     """
+    from scipy.optimize import brentq  # here: scipy's import costs a third of a second
+
     n = np.asarray(counts, dtype=np.float64)
     k = len(n)
     a, b = k - 1.0, k * math.sqrt(e_w) / (k - 1)
