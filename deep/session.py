@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deep.augment import Normalizer, TrainStream
 from deep.backbone_head import Network, build_network
 from deep.config import Config
-from deep.data import DataError, DataRequest, ImageData, load_dataset
+from deep.datasets import DataError, DataRequest, ImageData, load_dataset
 from deep.distributed import DistInfo
 from deep.evaluate import EvalNetwork
 from deep.longtail import (

@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 
 from deep.config import ConfigError, parse_assignment, resolve_config
-from deep.data import DataError, read_cifar_batch, read_idx
+from deep.datasets import DataError
+from deep.datasets.cifar import read_cifar_batch
+from deep.datasets.idx import read_idx
 from tests.deep import fakes
 
 CASES = 300  # per file format: each damage kind about 60 times
@@ -104,7 +106,7 @@ def _png_with_size(width: int, height: int) -> bytes:
 def test_damaged_images_are_data_errors(tmp_path: Path) -> None:
     from PIL import Image
 
-    from deep.data import _read_image
+    from deep.datasets.folder import _read_image
 
     rng = random.Random(3)
     original = fakes.png_bytes(fakes.images(np.zeros(1, int), (8, 8, 3), 0)[0])

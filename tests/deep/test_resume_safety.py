@@ -141,7 +141,7 @@ def test_a_failed_download_leaves_no_empty_folders(tmp_path, capsys, monkeypatch
     monkeypatch.chdir(tmp_path)
     args = ["--out", str(tmp_path / "r1"), "--no-figures", "--set", "data.verify=false"]
     # No network here, or a refused one: the download fails either way.
-    monkeypatch.setattr("deep.fetch._download", _offline)
+    monkeypatch.setattr("deep.datasets.download._download", _offline)
     assert main(["--dataset", "cifar10", *args]) == 2
     assert "CIFAR-10 not found" in _err_line(capsys)
     assert not (tmp_path / "data").exists()

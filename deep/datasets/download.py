@@ -12,15 +12,12 @@ from typing import BinaryIO
 
 from tqdm import tqdm
 
+from deep.datasets.base import DataError
 from ufm.io import atomic_path
 
-__all__ = ["DataError", "fetch", "md5_of_bytes", "md5_of_file"]
+__all__ = ["fetch", "md5_of_bytes", "md5_of_file"]
 
 _CHUNK = 1 << 20  # [bytes]
-
-
-class DataError(ValueError):
-    """Data that is missing, truncated, corrupt or not in the expected format."""
 
 
 def md5_of_file(path: Path) -> str:
