@@ -9,16 +9,16 @@
 
 Each epoch trains on the whole subset, evaluates top-1 accuracy on the test set (overall, per
 class, head / medium / tail) and, every run.nc_every epochs and after the last, the NC metrics of
-the training features. The run folder (deep.rundir) gets the config, a CSV row per epoch, a
-summary and a checkpoint, each written atomically; at the end the run's figures are drawn into
-<run>/figures (--no-figures skips them). Bad input exits with status 2 and one message before
+the training features. The run folder (deep.rundir, the convention of ufm.runfolder) gets
+run.json, the config, a CSV row per epoch (history.csv), a summary and a checkpoint, each
+written atomically; at the end the run's figures are drawn into <run>/figures through the
+figures entry point (--no-figures skips them). Bad input exits with status 2 and one message before
 anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -40,7 +40,7 @@ from deep.config import (
     parse_assignment,
     resolve_config,
 )
-from deep.data import DATASETS
+from deep.datasets import DATASETS
 from deep.distributed import (
     DistInfo,
     broadcast_object,
@@ -55,6 +55,7 @@ from deep.resnet import BACKBONES
 from deep.rundir import RunFolder
 from deep.session import Session, build_session
 from ufm.io import check_output_dir
+from ufm.runfolder import RunFolderError, draw_figures, read_run
 from ufm.runtime import default_threads
 
 __all__ = ["FLAGS", "build_parser", "main", "resolve"]
@@ -251,33 +252,21 @@ def _main(argv: list[str] | None) -> int:
     finally:
         shutdown(info)
     if info.main and not (args.no_figures or "--no-figures" in session.command):
-        _draw_figures(folder.path)
+        # Drawn by the figures package, found through its entry point; a figure that cannot
+        # be drawn costs one line and no result.
+        draw_figures(folder.path)
     return 0
 
 
 def _first_command(folder: RunFolder) -> list[str] | None:
-    """The arguments the run was started with, from its summary (None if there is none)."""
+    """The arguments the run was started with: run.json's command, or in a folder written
+    before run.json its summary's (None if there is none)."""
     try:
-        command = json.loads(folder.summary.read_text(encoding="utf-8"))["environment"]["command"]
-        words = shlex.split(command)
-    except (OSError, ValueError, KeyError, TypeError):
+        run = read_run(folder.path)
+        words = run.run.get("command") or shlex.split(run.summary["environment"]["command"])
+    except (RunFolderError, KeyError, TypeError, ValueError):
         return None
-    return words[3:] if words[:3] == ["python", "-m", "deep.train"] else None
-
-
-def _draw_figures(run_dir: Path) -> None:
-    """The run's figures into <run>/figures; a figure that cannot be drawn costs no result."""
-    try:
-        from figures.runs import FigureDataError
-        from figures.training import draw_deep_run
-    except ImportError:  # figures/ is optional for training
-        return
-    try:
-        paths = draw_deep_run(run_dir)
-    except FigureDataError as exc:
-        print(f"deep.train: figures not drawn: {exc}", file=sys.stderr)
-        return
-    print(f"figures: {run_dir / 'figures'} ({len(paths)} files)")
+    return list(words[3:]) if words[:3] == ["python", "-m", "deep.train"] else None
 
 
 def _configure_backends(device: torch.device) -> None:
@@ -304,7 +293,7 @@ def _open_folder(s: Session, resume: bool) -> RunFolder:
     if s.info.main:  # one process checks and creates; the others learn the outcome
         try:
             folder.check_new()
-            folder.create(s.cfg)
+            folder.create(s.cfg, ["python", "-m", "deep.train", *s.command])
         except ValueError as exc:
             problem = str(exc)
     problem = broadcast_object(problem, s.info)
