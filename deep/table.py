@@ -468,7 +468,7 @@ def _split(text: str) -> list[str]:
 
 def build_plan(args: argparse.Namespace) -> Plan:
     """The plan of a command line; unknown names and bad numbers raise ValueError."""
-    from deep.data import DATASETS
+    from deep.datasets import DATASETS
 
     datasets = _split(args.datasets)
     for name in datasets:
