@@ -64,7 +64,7 @@ import torch
 
 from benchmarks.train_throughput import images_per_second, pipeline_batches
 from deep.config import PRESETS, parse_assignment, resolve_config
-from deep.data import DataError, DataRequest, load_dataset
+from deep.datasets import DataError, DataRequest, load_dataset
 from deep.distributed import DistInfo, resolve_device
 from deep.session import Session, TrainStep, build_session
 from deep.table import Plan
