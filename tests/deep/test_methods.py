@@ -19,20 +19,7 @@ from deep.objectives import OBJECTIVES, ObjectiveContext, build_objective
 from deep.session import _optimizer
 from deep.train import main
 from tests.conftest import TOL
-from ufm.longtail_losses import (
-    balanced_softmax_cross_entropy,
-    batch_class_means,
-    bilateral_branch_weight,
-    class_weighted_mean,
-    drw_class_weights,
-    hybrid_contrastive_loss,
-    ldam_loss,
-    ldam_margins,
-    logit_adjusted_cross_entropy,
-    nc1_regularizer,
-    nc2_regularizer,
-    peer_to_peer_loss,
-)
+from ufm import longtail_losses as lt
 from ufm.losses import cross_entropy
 
 F64 = torch.float64
@@ -64,13 +51,13 @@ def test_rebalanced_objectives_are_their_formulas() -> None:
         "logit-adjusted": (
             {"tau": 0.5},
             z,
-            logit_adjusted_cross_entropy(z, y, N, 0.5).mean(),
+            lt.logit_adjusted_cross_entropy(z, y, N, 0.5).mean(),
         ),
-        "balanced-softmax": ({}, z, balanced_softmax_cross_entropy(z, y, N).mean()),
+        "balanced-softmax": ({}, z, lt.balanced_softmax_cross_entropy(z, y, N).mean()),
         "ldam": (
             {"max_margin": 0.4, "scale": 10.0},
             tanh,
-            ldam_loss(tanh, y, ldam_margins(N, 0.4), 10.0).mean(),
+            lt.ldam_loss(tanh, y, lt.ldam_margins(N, 0.4), 10.0).mean(),
         ),
     }
     for name, (options, logits, expected) in cases.items():
@@ -84,12 +71,12 @@ def test_deferred_reweighting_switches_at_its_epoch(name: str) -> None:
     z = torch.tanh(z)
     obj = build_objective(name, _ctx(options={"beta": 0.99, "drw_epoch": 3}))
     per_sample = (
-        ldam_loss(z, y, ldam_margins(N), 30.0) if name == "ldam-drw" else cross_entropy(z, y)
+        lt.ldam_loss(z, y, lt.ldam_margins(N), 30.0) if name == "ldam-drw" else cross_entropy(z, y)
     )
     for epoch, weights in [(0, torch.ones(4, dtype=F64)), (2, None), (3, "drw"), (9, "drw")]:
         obj.start_epoch(epoch)
-        w = drw_class_weights(N, 0.99) if weights == "drw" else torch.ones(4, dtype=F64)
-        _close(obj(h, z, y, y, 1.0), class_weighted_mean(per_sample, y, w))
+        w = lt.drw_class_weights(N, 0.99) if weights == "drw" else torch.ones(4, dtype=F64)
+        _close(obj(h, z, y, y, 1.0), lt.class_weighted_mean(per_sample, y, w))
 
 
 def test_deferred_reweighting_starts_at_the_first_milestone_by_default() -> None:
@@ -109,8 +96,8 @@ def test_nc_regularized_objective_is_ce_plus_the_two_terms() -> None:
     centres = obj.centres.detach().to(F64)
     expected = (
         cross_entropy(z, y).mean()
-        + 0.2 * nc1_regularizer(h, y, centres)
-        + 0.3 * nc2_regularizer(centres)
+        + 0.2 * lt.nc1_regularizer(h, y, centres)
+        + 0.3 * lt.nc2_regularizer(centres)
     )
     _close(obj(h, z, y, y, 1.0), expected)
     again = build_objective("ce-nc-reg", _ctx(seed=4))
@@ -133,10 +120,10 @@ def test_centres_get_gradients_from_their_own_terms_only() -> None:
     obj = build_objective("ce-nc-reg", _ctx()).double()
     cross_entropy(z, y).mean().backward()
     assert obj.centres.grad is None and h.grad is None  # CE: logits only
-    nc2_regularizer(obj.centres).backward()
+    lt.nc2_regularizer(obj.centres).backward()
     assert obj.centres.grad is not None and obj.centres.grad.abs().sum() > 0 and h.grad is None
     obj.centres.grad = None
-    nc1_regularizer(h, y, obj.centres).backward()
+    lt.nc1_regularizer(h, y, obj.centres).backward()
     assert obj.centres.grad.abs().sum() > 0 and h.grad.abs().sum() > 0
 
 
@@ -149,21 +136,21 @@ def test_allnc_is_its_three_parts() -> None:
     head = LinearHead(6, 4).double()
     obj = _allnc(head, hycon_tau=0.2, p2p_tau=0.3, hycon_weight=0.7, p2p_weight=0.4)
     obj.start_epoch(4)
-    alpha = bilateral_branch_weight(4, 10)
-    means, counts = batch_class_means(h, y, 4)
+    alpha = lt.bilateral_branch_weight(4, 10)
+    means, counts = lt.batch_class_means(h, y, 4)
     present = counts > 0
     centred = means - means[present].mean(0)
     expected = (
         alpha * cross_entropy(z, y).mean()
-        + (1 - alpha) * logit_adjusted_cross_entropy(head.fc(h), y, N, 1.0).mean()
+        + (1 - alpha) * lt.logit_adjusted_cross_entropy(head.fc(h), y, N, 1.0).mean()
         + 0.7 * hycon_loss(h, y)
-        + 0.4 * peer_to_peer_loss(centred, present, head.fc.weight, 0.3)
+        + 0.4 * lt.peer_to_peer_loss(centred, present, head.fc.weight, 0.3)
     )
     _close(obj(h, z, y, y, 1.0), expected)
 
 
 def hycon_loss(h, y):
-    return hybrid_contrastive_loss(h, y, 4, tau=0.2, balanced=True)
+    return lt.hybrid_contrastive_loss(h, y, 4, tau=0.2, balanced=True)
 
 
 def _grads(loss: torch.Tensor, tensors: dict[str, torch.Tensor]) -> dict[str, bool]:
