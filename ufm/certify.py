@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufm.convex import ConvexResult, _weighted_ce, solve_lpm_convex
+from ufm.convex import ConvexResult, solve_lpm_convex
 from ufm.grouped import ClassGroups
 from ufm.imbalance import ClassProfile, head_medium_tail, make_profile, minority_group
 from ufm.io import atomic_write_bytes, atomic_write_json, check_output_dir, code_version
+from ufm.losses import class_mean_cross_entropy
 from ufm.metrics import gram_group_cosines
 from ufm.problems import _check_counts, _check_positive
 from ufm.runtime import torch_threads
@@ -76,7 +77,7 @@ def certified_geometry(
 def _multiplier(res: ConvexResult, counts: np.ndarray) -> float:
     """mu = ||grad f(Z)||_op at the optimum, from the reduced gradient (m x m)."""
     n = torch.as_tensor(counts, dtype=res.z.dtype, device=res.z.device)
-    _, grad = _weighted_ce(res.z.T, n / n.sum())
+    _, grad = class_mean_cross_entropy(res.z.T, n / n.sum())
     groups = ClassGroups.from_counts(counts)
     g_q, g_a = groups.reduce(grad)
     size = torch.as_tensor(groups.sizes, dtype=g_q.dtype, device=g_q.device)

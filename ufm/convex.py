@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ufm.grouped import GroupedLPM, GroupedPenaltyUFM, full_certificate
+from ufm.losses import class_mean_cross_entropy
 from ufm.problems import SmoothOnly, Vars, _check_counts, _check_positive
 from ufm.solvers import SolveResult, accelerated_gradient
 
@@ -71,29 +72,6 @@ def project_nuclear_ball(z: Tensor, radius: float) -> Tensor:
     return (u * _project_simplex_ball(s, radius)) @ vh
 
 
-def _weighted_ce(zt: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """sum_k w_k CE(zt[k], k) and its gradient; row k of zt is class k's logits (K, K).
-
-    Accurate to relative rounding also when every margin is large (the loss near 0, as at the
-    norms of trained networks): CE = log1p(sum_{j != k} exp(z_j - z_k)) and the target entry
-    of the gradient, p_k - 1 = -sum_{j != k} p_j, are summed from the non-target terms instead
-    of cancelling 1 - p_k against 1.
-    """
-    k = zt.shape[0]
-    off = ~torch.eye(k, dtype=torch.bool, device=zt.device)
-    diff = zt - zt.diagonal()[:, None]  # (K, K): z_j - z_k in row k, 0 on the diagonal
-    top = diff.max(dim=1, keepdim=True).values.clamp_min(0.0)  # (K, 1): max(0, max_j z_j - z_k)
-    e = torch.exp(diff - top) * off  # (K, K): non-target terms, scaled by exp(-top)
-    rest = e.sum(dim=1)  # (K,)
-    base = torch.exp(-top.squeeze(1))  # (K,): the target's own term, scaled
-    ce = top.squeeze(1) + torch.log(base + rest)
-    small = top.squeeze(1) == 0  # target is the max: log(1 + rest) without rounding 1 + rest
-    ce = torch.where(small, torch.log1p(rest), ce)
-    grad = e / (base + rest)[:, None]  # (K, K): p_j for j != k
-    grad = grad - torch.diag_embed(grad.sum(dim=1))  # p_k - 1 = -sum_{j != k} p_j
-    return (weights * ce).sum(), weights[:, None] * grad
-
-
 @dataclass
 class NuclearBallLPM(SmoothOnly):
     """The LPM's convex form over Zt = Z^T (row k = logits of class k's mean), cross-entropy."""
@@ -119,7 +97,7 @@ class NuclearBallLPM(SmoothOnly):
         return (z * (0.1 * self.radius / torch.linalg.norm(z)),)
 
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:
-        value, grad = _weighted_ce(x[0], self.weights)
+        value, grad = class_mean_cross_entropy(x[0], self.weights)
         return value, (grad,)
 
     def prox(self, x: Vars, step: float) -> Vars:
@@ -180,7 +158,7 @@ class NuclearPenaltyUFM:
         return yt / self.root_n[:, None] + b
 
     def _data(self, x: Vars) -> tuple[Tensor, Tensor, Tensor]:
-        value, gz = _weighted_ce(self.logits(x), self.weights)
+        value, gz = class_mean_cross_entropy(self.logits(x), self.weights)
         return value, gz / self.root_n[:, None], gz.sum(0)
 
     def value_and_grad(self, x: Vars) -> tuple[Tensor, Vars]:

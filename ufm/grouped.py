@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ufm.losses import class_mean_cross_entropy
 from ufm.problems import SmoothOnly, Vars, _check_counts, _check_positive
 
 __all__ = ["ClassGroups", "GroupedLPM", "GroupedPenaltyUFM", "full_certificate"]
@@ -382,10 +383,8 @@ def full_certificate(
 
     P the projection on the algebra of `groups` (exact op norm, m x m) and the Frobenius norm of
     the rest bounding its op norm; valid for any Zt."""
-    from ufm.convex import _weighted_ce
-
     n = torch.as_tensor(np.asarray(counts), dtype=zt.dtype, device=zt.device)
-    value, g = _weighted_ce(zt, n / n.sum())
+    value, g = class_mean_cross_entropy(zt, n / n.sum())
     inner = float((g * zt).sum())
     g_q, g_a = groups.reduce(g)
     rest = g

@@ -36,6 +36,7 @@ __all__ = [
     "batch_balanced_dot_regression",
     "batch_balanced_weights",
     "ce_feature_gradient_split",
+    "class_mean_cross_entropy",
     "cross_entropy",
     "dot_regression",
     "get_loss",
@@ -66,6 +67,30 @@ def dot_regression(z: Tensor, y: Tensor, target: float = 1.0) -> Tensor:
     if not target > 0:
         raise ValueError(f"dot-regression target sqrt(E_W E_H) must be > 0, got {target!r}")
     return (z.gather(1, y[:, None]).squeeze(1) - target) ** 2 / (2.0 * target)
+
+
+def class_mean_cross_entropy(zt: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """sum_k w_k CE(zt[k], k) and its gradient (K, K); row k of zt (K, K) is the logits of
+    class k's mean, weights (K,) (w_k = n_k / N in the LPM's convex form, Fang et al. 2021).
+
+    Accurate to relative rounding also when every margin is large (the loss near 0, as at the
+    norms of trained networks): CE = log1p(sum_{j != k} exp(z_j - z_k)) and the target entry
+    of the gradient, p_k - 1 = -sum_{j != k} p_j, are summed from the non-target terms instead
+    of cancelling 1 - p_k against 1.
+    """
+    k = zt.shape[0]
+    off = ~torch.eye(k, dtype=torch.bool, device=zt.device)
+    diff = zt - zt.diagonal()[:, None]  # (K, K): z_j - z_k in row k, 0 on the diagonal
+    top = diff.max(dim=1, keepdim=True).values.clamp_min(0.0)  # (K, 1): max(0, max_j z_j - z_k)
+    e = torch.exp(diff - top) * off  # (K, K): non-target terms, scaled by exp(-top)
+    rest = e.sum(dim=1)  # (K,)
+    base = torch.exp(-top.squeeze(1))  # (K,): the target's own term, scaled
+    ce = top.squeeze(1) + torch.log(base + rest)
+    small = top.squeeze(1) == 0  # target is the max: log(1 + rest) without rounding 1 + rest
+    ce = torch.where(small, torch.log1p(rest), ce)
+    grad = e / (base + rest)[:, None]  # (K, K): p_j for j != k
+    grad = grad - torch.diag_embed(grad.sum(dim=1))  # p_k - 1 = -sum_{j != k} p_j
+    return (weights * ce).sum(), weights[:, None] * grad
 
 
 def batch_balanced_weights(

@@ -58,7 +58,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufm.convex import NuclearBallLPM, _weighted_ce, gram_factors
+from ufm.convex import NuclearBallLPM, gram_factors
+from ufm.losses import class_mean_cross_entropy
 from ufm.metrics import gram_group_cosines
 from ufm.solvers import accelerated_gradient
 from ufm.theory import hong_ling_threshold
@@ -201,7 +202,7 @@ def lpm_prediction(
         )
     zt = result.x[0].detach().cpu().to(torch.float64)  # (K, K): row k = logits of class k
     weights = problem.weights.cpu()  # (K,) n_k / N
-    grad = _weighted_ce(zt, weights)[1].numpy().T  # (K, K): column k = w_k (p_k - e_k)
+    grad = class_mean_cross_entropy(zt, weights)[1].numpy().T  # (K, K): column k = w_k (p_k - e_k)
     zhat = zt.numpy().T  # (K, K): column k = logits of class k's mean
     inner, spectral = np.sum(grad * zhat), problem.radius * np.linalg.norm(grad, 2)
     rounding = 64 * np.finfo(np.float64).eps * (np.sum(np.abs(grad * zhat)) + spectral)
