@@ -65,7 +65,7 @@ def train(s: Session, folder: RunFolder) -> dict[str, Any]:
 
 
 def run_epoch(s: Session) -> dict[str, Any]:
-    """One epoch of training, then evaluation: the epoch's row of metrics.csv."""
+    """One epoch of training, then evaluation: the epoch's row of history.csv."""
     epoch = s.epoch
     s.objective.start_epoch(epoch)
     row: dict[str, Any] = {"epoch": epoch + 1}
@@ -267,7 +267,7 @@ def _save(s: Session, folder: RunFolder, elapsed: float) -> dict[str, Any]:
     save_checkpoint(folder.last_checkpoint, payload)
     if s.cfg.run.save_every and s.epoch % s.cfg.run.save_every == 0:
         save_checkpoint(folder.epoch_checkpoint(s.epoch), payload)
-    folder.write_metrics(s.history)
+    folder.write_history(s.history)
     if s.geometry:
         folder.write_geometry(s.geometry)
     folder.write_summary(summary)

@@ -1,20 +1,21 @@
-"""The run folder: everything a run produced, self-describing, written atomically.
+"""A deep.train run folder: the run-folder convention of `ufm.runfolder` (format 1), kind
+"deep", written atomically.
 
 runs/deep/<name>/
+    run.json            kind "deep", the command line, the code version (written first)
     config.yaml         the complete config (python -m deep.train --config it to rerun)
-    metrics.csv         one row per epoch: loss, learning rate, accuracies, NC metrics, times
+    history.csv         one row per epoch: loss, learning rate, accuracies, NC metrics, times
     summary.json        final (or latest) results, class counts and groups, environment
     geometry.npz        the last layer at every NC evaluation (see `geometry_arrays`)
     checkpoints/last.pt the latest epoch, to resume from (epoch_NNNN.pt with run.save_every)
+
+A folder written before format 1 (no run.json, metrics.csv for history.csv) is resumed in its
+own layout: its epochs go on into metrics.csv, and no run.json is added.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
-import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +23,26 @@ import numpy as np
 import torch
 
 from deep.config import Config, config_to_yaml
-from ufm.io import atomic_write_bytes, atomic_write_text, check_output_dir
+from ufm import runfolder
+from ufm.io import check_output_dir
+from ufm.runfolder import RunFolderError, history_name, read_run
 
-__all__ = ["GeometryError", "RunFolder", "geometry_arrays", "load_geometry", "metrics_csv"]
+__all__ = ["GeometryError", "RunFolder", "geometry_arrays", "history_rows", "load_geometry"]
 
 
 class RunFolder:
-    """A run folder's paths (config.yaml, metrics.csv, summary.json, checkpoints/) and its
-    atomic writers; `check_new` refuses to overwrite an existing run."""
+    """A deep run folder's paths (config.yaml, history.csv, summary.json, checkpoints/) and its
+    atomic writers (`ufm.runfolder`); `check_new` refuses to overwrite an existing run."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    config = property(lambda self: self.path / "config.yaml")
-    metrics = property(lambda self: self.path / "metrics.csv")
-    summary = property(lambda self: self.path / "summary.json")
+    config = property(lambda self: self.path / runfolder.CONFIG)
+    history = property(lambda self: self.path / history_name(self.path))
+    summary = property(lambda self: self.path / runfolder.SUMMARY)
     checkpoints = property(lambda self: self.path / "checkpoints")
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.pt")
-    geometry = property(lambda self: self.path / "geometry.npz")
+    geometry = property(lambda self: self.path / runfolder.GEOMETRY)
 
     def check_new(self) -> None:
         """Refuse a folder that already holds something (a finished or resumable run), a file
@@ -54,7 +57,7 @@ class RunFolder:
     def check_restartable(self) -> None:
         """Refuse to start a folder again from epoch 1 when it holds results of epochs that
         its checkpoint no longer covers (they would be overwritten)."""
-        results = [p.name for p in (self.metrics, self.summary) if p.exists()]
+        results = [p.name for p in (self.history, self.summary) if p.exists()]
         if results:
             raise ValueError(
                 f"cannot resume {self.path}: it holds {' and '.join(results)} but no "
@@ -62,38 +65,29 @@ class RunFolder:
                 f"and overwrite them; restore the checkpoint, or start a new run with another --out"
             )
 
-    def create(self, cfg: Config) -> None:
+    def create(self, cfg: Config, command: Sequence[str] | None = None) -> None:
+        """run.json (kind "deep", `command`: the argv that started the run), config.yaml and
+        checkpoints/."""
+        runfolder.start_run(self.path, "deep", config_to_yaml(cfg), command=command)
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.config, config_to_yaml(cfg))
 
-    def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        atomic_write_text(self.metrics, metrics_csv(history))
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        runfolder.write_history(self.path, history_rows(history), name=self.history.name)
 
     def write_geometry(self, snapshots: list[dict[str, Any]]) -> None:
-        buf = io.BytesIO()
-        np.savez(buf, **geometry_arrays(snapshots))
-        atomic_write_bytes(self.geometry, buf.getvalue())
+        runfolder.write_geometry(self.path, geometry_arrays(snapshots))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        atomic_write_text(self.summary, json.dumps(_json_safe(summary), indent=2) + "\n")
+        runfolder.write_summary(self.path, summary)
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.checkpoints / f"epoch_{epoch:04d}.pt"
 
 
-def metrics_csv(history: list[dict[str, Any]]) -> str:
-    """Rows as CSV, nested dicts (the NC metrics) spread into their own columns; the header is
-    every key in order of first appearance, and a value an epoch lacks is left empty."""
-    rows = [_flat(row) for row in history]
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
-    return out.getvalue()
+def history_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The epochs' rows as history.csv holds them: nested dicts (the NC metrics) spread into
+    their own columns, lists (per-class values) left to summary.json."""
+    return [_flat(row) for row in history]
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
@@ -106,18 +100,7 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null: JSON has no spelling for them."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
-class GeometryError(ValueError):
+class GeometryError(RunFolderError):
     """A run folder without a usable geometry.npz."""
 
 
@@ -147,7 +130,8 @@ GEOMETRY_KEYS = ("epoch", "cosine_w", "cosine_h", "norm_w", "counts", "e_w", "e_
 
 
 def load_geometry(path: str | Path) -> dict[str, np.ndarray]:
-    """geometry.npz of a deep.train run folder; a GeometryError says what is missing."""
+    """geometry.npz of a deep.train run folder, read by `ufm.runfolder.read_run`; a
+    GeometryError says what is missing."""
     folder = RunFolder(path)
     if not folder.geometry.is_file():
         raise GeometryError(
@@ -156,10 +140,9 @@ def load_geometry(path: str | Path) -> dict[str, np.ndarray]:
             f"(or --resume it, if it has epochs left) to compare it with a prediction"
         )
     try:
-        with np.load(folder.geometry, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise GeometryError(f"{folder.geometry} is not a readable geometry file: {exc}") from None
+        arrays = read_run(folder.path).geometry
+    except RunFolderError as exc:
+        raise GeometryError(str(exc)) from None
     missing = [key for key in GEOMETRY_KEYS if key not in arrays]
     if missing:
         raise GeometryError(f"{folder.geometry} lacks {', '.join(missing)}; rerun the run")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from deep.train import main
 from tests.deep import fakes
 from tests.deep.test_train import _args
+from ufm.runfolder import read_run
 
 
 def _err_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -93,6 +95,29 @@ def test_results_without_a_checkpoint_are_not_overwritten(finished, tmp_path, ca
     assert main(["--resume", str(run), "--no-figures"]) == 2
     assert "would restart at epoch 1 and overwrite them" in _err_line(capsys)
     assert _snapshot(run) == before
+
+
+def test_a_run_folder_of_an_older_layout_resumes_in_its_own_layout(idx_root, tmp_path) -> None:
+    """A folder written before run.json (metrics.csv for history.csv) goes on writing
+    metrics.csv and gets no run.json: it stays a whole legacy folder that readers know."""
+    out = tmp_path / "run"
+    args = _args("fashion-mnist", idx_root, out, "--epochs", "2", "--set", "run.save_every=1")
+    assert main(args) == 0
+    command = json.loads((out / "run.json").read_text())["command"]
+    assert command[:3] == ["python", "-m", "deep.train"] and "--epochs" in command
+    (out / "run.json").unlink()
+    (out / "history.csv").rename(out / "metrics.csv")
+    first = (out / "checkpoints" / "epoch_0001.pt").read_bytes()
+    (out / "checkpoints" / "last.pt").write_bytes(first)  # back to the end of epoch 1
+    lines = (out / "metrics.csv").read_text().splitlines()
+    (out / "metrics.csv").write_text("\n".join(lines[:2]) + "\n")
+    assert read_run(out).kind == "deep" and read_run(out).format == 0
+    assert main(["--resume", str(out), "--no-figures"]) == 0
+    assert not (out / "history.csv").exists() and not (out / "run.json").exists()
+    assert (out / "metrics.csv").read_text().splitlines()[0] == lines[0]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 3  # header and 2 epochs
+    run = read_run(out)
+    assert run.summary["epochs_done"] == 2 and list(run.history.column("epoch")) == [1, 2]
 
 
 class _Payload:

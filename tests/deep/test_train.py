@@ -55,7 +55,8 @@ def test_each_format_trains_and_writes_a_run_folder(roots, tmp_path, capsys, dat
     assert main(_args(dataset, roots[dataset], out)) == 0
     assert "using the quick preset because no GPU is present" in capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoints", "config.yaml", "geometry.npz", "metrics.csv", "summary.json"]  # fmt: skip
+        "checkpoints", "config.yaml", "geometry.npz", "history.csv", "run.json", "summary.json",
+    ]  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     for key in (
         "best_test_acc",
@@ -70,7 +71,7 @@ def test_each_format_trains_and_writes_a_run_folder(roots, tmp_path, capsys, dat
     assert summary["status"] == "finished" and summary["epochs_done"] == 2
     assert len(summary["per_class_acc"]) == len(summary["counts"]) == k
     assert set(summary["nc"]) == _expected_nc_keys(k)
-    rows = _read_csv(out / "metrics.csv")
+    rows = _read_csv(out / "history.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {
         "train_loss",
@@ -241,8 +242,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path) -> None:
             state["momentum_buffer"], b["optimizer"]["state"][key]["momentum_buffer"]
         )
     assert _without_timing(a["history"]) == _without_timing(b["history"])
-    assert _without_timing(_read_csv(reference / "metrics.csv")) == _without_timing(
-        _read_csv(killed / "metrics.csv")
+    assert _without_timing(_read_csv(reference / "history.csv")) == _without_timing(
+        _read_csv(killed / "history.csv")
     )
     assert json.loads((killed / "summary.json").read_text())["status"] == "finished"
 
