@@ -23,8 +23,8 @@ from ufm.imbalance import (
     check_ratio,
     exponential_counts,
     head_medium_tail,
+    make_profile,
     minority_group,
-    step_counts,
 )
 
 __all__ = [
@@ -70,14 +70,15 @@ def profile_counts(
 
 
 def _step(num_classes: int, n_max: int, ratio: float, num_minority: int | None) -> np.ndarray:
-    k_b = num_classes // 2 if num_minority is None else int(num_minority)
-    if not 1 <= k_b < num_classes:
-        raise ValueError(f"a step profile needs 1 <= num_minority < {num_classes}, got {k_b}")
+    """`ufm.imbalance.make_profile`'s step counts (its K_B rule) with n_B = floor(n_max / rho)."""
     n_b = int(np.floor(n_max / ratio + 1e-9))
     if n_b < 1:
         raise ValueError(f"imbalance {ratio:g} leaves minority classes of {n_max} images empty")
     # n_A / n_B is the realised ratio; it equals rho when rho divides n_max.
-    return step_counts(num_classes - k_b, n_max, k_b, n_max / n_b)
+    profile = make_profile(
+        "step", num_classes=num_classes, n_max=n_max, ratio=n_max / n_b, num_minority=num_minority
+    )
+    return profile.counts
 
 
 def longtail_indices(labels: Tensor, counts: np.ndarray, seed: int) -> Tensor:
