@@ -31,8 +31,8 @@ before any GPU work, so missing or broken data stops the command with the loader
 
 Results (`--out`, default runs/gpu-check/<time>/results): results.json and results.md,
 rewritten atomically as each part ends (a run cut off returns what finished), tests.log and
-tests.xml, and per training run its config.yaml, summary.json, metrics.csv and log. The run
-folders themselves, with their checkpoints, stay under `--runs`.
+tests.xml, and per training run its run.json, config.yaml, summary.json, history.csv and log.
+The run folders themselves, with their checkpoints, stay under `--runs`.
 """
 
 from __future__ import annotations
@@ -582,7 +582,7 @@ def _run_record(run: TrainingRun, outcome: dict, copy_to: Path) -> dict:
     record["wall_s"] = record.pop("seconds")
     if outcome["status"] != "finished":  # why, in the results themselves
         record["log_tail"] = _tail(copy_to / "log.txt", 3)
-    for name in ("config.yaml", "summary.json", "metrics.csv"):
+    for name in ("run.json", "config.yaml", "summary.json", "history.csv"):
         if (run.folder / name).is_file():
             shutil.copyfile(run.folder / name, copy_to / name)
     summary = _read_summary(run.folder / "summary.json")

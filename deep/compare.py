@@ -28,7 +28,6 @@ comparison.md), written atomically; `python -m figures <out>` draws it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -37,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from deep.rundir import GeometryError, RunFolder, load_geometry
+from deep.rundir import GeometryError, load_geometry
 from deep.verdicts import TOL_FLOOR, TOL_SIGMAS, summarize_sweep, verdicts
 from ufm.io import atomic_write_json, atomic_write_text, check_output_dir
 from ufm.prediction import (
@@ -53,6 +51,7 @@ from ufm.prediction import (
     spearman,
     weight_decay_lambda,
 )
+from ufm.runfolder import RunFolderError, read_run, run_kind
 
 __all__ = ["CompareError", "compare_run", "comparison_markdown", "main", "run_comparison"]
 
@@ -65,16 +64,16 @@ class CompareError(ValueError):
 
 
 def _read_run(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    folder = RunFolder(path)
-    if not folder.config.is_file():
-        raise CompareError(f"{path} is not a deep.train run folder: config.yaml is missing")
-    if not folder.summary.is_file():
-        raise CompareError(f"{path} has no summary.json yet: the run has not finished an epoch")
+    """(config, summary, geometry) of a deep.train run folder, read by `ufm.runfolder`."""
     try:
-        config = yaml.safe_load(folder.config.read_text(encoding="utf-8"))
-        summary = json.loads(folder.summary.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CompareError(f"{path}: config.yaml or summary.json is damaged ({exc})") from None
+        run = read_run(path)
+        if run.kind != "deep":
+            raise CompareError(f"{path} is a {run.kind} run folder, not a deep.train one")
+        if not run.finished:
+            raise CompareError(f"{path} has no summary.json yet: the run has not finished an epoch")
+        config, summary = run.config, run.summary
+    except RunFolderError as exc:
+        raise CompareError(str(exc)) from None
     geometry = load_geometry(path)
     counts = np.asarray(summary.get("counts", []), dtype=np.int64)
     k = len(counts)
@@ -340,16 +339,24 @@ def expand_runs(paths: Sequence[Path]) -> list[Path]:
     """Run folders named, or found one level inside a named folder (a deep.table root)."""
     found: list[Path] = []
     for path in paths:
-        if (path / "config.yaml").is_file():
+        if _kind(path) is not None:
             found.append(path)
         elif path.is_dir():
-            inner = sorted(p for p in path.iterdir() if (p / "config.yaml").is_file())
+            inner = sorted(p for p in path.iterdir() if _kind(p) == "deep")
             if not inner:
                 raise CompareError(f"{path} is neither a run folder nor a folder of run folders")
             found += inner
         else:
             raise CompareError(f"{path} does not exist")
     return found
+
+
+def _kind(path: Path) -> str | None:
+    """The kind of run folder `path` is (`ufm.runfolder.run_kind`), None if it is none."""
+    try:
+        return run_kind(path)
+    except RunFolderError:
+        return None
 
 
 def _default_out(runs: Sequence[Path]) -> Path:

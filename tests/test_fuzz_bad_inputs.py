@@ -284,7 +284,7 @@ def test_damaged_run_folders_resume_or_refuse(tmp_path: Path, capsys) -> None:
     root = fakes.write_idx_dataset(tmp_path / "data")
     run = tmp_path / "run"
     assert main(_args("fashion-mnist", root, run, "--epochs", "1")) == 0
-    results = {name: (run / name).read_bytes() for name in ("metrics.csv", "summary.json")}
+    results = {name: (run / name).read_bytes() for name in ("history.csv", "summary.json")}
     rng = random.Random(4)
     failures, tried = [], 0
     for name in ("config.yaml", "checkpoints/last.pt"):

@@ -42,7 +42,7 @@ def test_a_terminal_phase_run_writes_geometry_that_compare_reads(idx_root, tmp_p
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["terminal_phase"]) >= {"reached", "since_epoch"}
     assert 0.0 <= summary["train_acc"] <= 1.0
-    rows = (out / "metrics.csv").read_text().splitlines()
+    rows = (out / "history.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert "train_acc" in header and "train_eval_loss" in header
     test_col = header.index("test_acc")

@@ -77,7 +77,7 @@ def test_a_resumed_summary_names_both_commands(idx_root, tmp_path, monkeypatch) 
     # The papers' shot groups beside the thirds: counts 12 ... 2 here, so all few-shot.
     assert summary["groups"]["few_shot"] == list(range(10)) and summary["groups"]["many_shot"] == []
     assert summary["group_acc"]["few_shot"] == pytest.approx(summary["last_test_acc"])
-    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    header = (out / "history.csv").read_text().splitlines()[0].split(",")
     assert {"many_shot_acc", "medium_shot_acc", "few_shot_acc"} <= set(header)
     env = summary["environment"]
     assert "--no-figures" in env["command"].split() and "--epochs 2" in env["command"]
@@ -143,7 +143,7 @@ def test_a_validation_split_chooses_the_best_epoch(idx_root, tmp_path, capsys) -
     assert main(_args("fashion-mnist", idx_root, out, *extra)) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert max(summary["counts"]) == 12 - 3  # held out before the subset is drawn
-    rows = (out / "metrics.csv").read_text().splitlines()
+    rows = (out / "history.csv").read_text().splitlines()
     header = rows[0].split(",")
     val = [float(r.split(",")[header.index("val_acc")]) for r in rows[1:]]
     test = [float(r.split(",")[header.index("test_acc")]) for r in rows[1:]]
