@@ -20,8 +20,9 @@ interrupted (its run folder keeps the epochs it finished):
 4. sweep: further deep.train runs (--sweep ARGS, repeatable), e.g. the terminal-phase
    minority-collapse runs; by default the `collapse` preset of deep.config when it exists.
 5. lpm: with the time left, the certified LPM convex form on the device (`benchmarks
-   lpm_scale --device cuda`, float64, the ImageNet-LT profile at K = 100, 300, 1000, grouped
-   and, up to K = 300, K x K): seconds, iterations, relative gap of each certified solve.
+   lpm_scale --device cuda`, the ImageNet-LT profile at K = 100, 300, 1000, grouped with a
+   float32 phase then float64 and grouped in float64 throughout, and, up to K = 300, K x K):
+   seconds, iterations, relative gap of each certified solve (every certificate float64).
 
 Data: `--data-root` (default data/cifar10-folder) is an image folder, ROOT/train/CLASS/*.jpg
 and ROOT/test/CLASS/*, such as the JPEG copy of CIFAR-10; when it is missing and `--archive`
@@ -67,7 +68,7 @@ from deep.config import PRESETS, parse_assignment, resolve_config
 from deep.datasets import DataError, DataRequest, load_dataset
 from deep.distributed import DistInfo, resolve_device
 from deep.session import Session, TrainStep, build_session
-from deep.table import Plan
+from deep.table_plan import Plan
 from deep.train import build_parser as train_parser
 from deep.train import resolve
 from ufm.io import atomic_write_json, atomic_write_text, code_version
@@ -289,14 +290,15 @@ def _lpm_md(part: dict[str, Any]) -> list[str]:
     lines = [
         f"`{part['command']}` ({part['note']})",
         "",
-        "| K | groups | solver | device | certified | seconds | iterations | relative gap "
-        "| value |",
-        "| --- " * 9 + "|",
+        "| K | groups | solver | precision | device | certified | seconds | iterations "
+        "| relative gap | value |",
+        "| --- " * 10 + "|",
     ]
     for r in part["rows"]:
         value = "" if r.get("value") is None else f"{r['value']:.10f}"
         lines.append(
-            f"| {r['classes']} | {r['groups']} | {r['solver']} | {r['device']} | "
+            f"| {r['classes']} | {r['groups']} | {r['solver']} | {r.get('precision', 'float64')} "
+            f"| {r['device']} | "
             f"{r['certified']} | {r['seconds']:.2f} | {r['iterations']} | "
             f"{r['relative_gap']:.1e} | {value} |"
         )
@@ -621,12 +623,13 @@ def _read_summary(path: Path) -> dict | None:
 
 
 def lpm_part(scale: Scale, out: Path, deadline: float, device: torch.device) -> dict:
-    """`benchmarks lpm_scale` on the device in a subprocess (float64; its certificate is a
-    float64 lower bound): the rows of its results.json."""
+    """`benchmarks lpm_scale` on the device in a subprocess, grouped solves with a float32
+    phase and in float64 throughout (every certificate a float64 lower bound): the rows of its
+    results.json."""
     classes = [str(k) for k in scale.lpm_classes]
     command = [sys.executable, "-m", "benchmarks", "lpm_scale", "--", "--device", device.type]
     command += ["--classes", *classes, "--full-max", "300", "--limit", f"{scale.lpm_limit:g}"]
-    command += ["--out", str(out / "lpm")]
+    command += ["--precision", "float32", "float64", "--out", str(out / "lpm")]
     limit = min(deadline, time.monotonic() + scale.lpm_limit)
     outcome = run_until(command, limit, out / "lpm.log", grace=5.0)
     shown = shlex.join(["python", "-m", "benchmarks", *command[3:]])
@@ -635,7 +638,7 @@ def lpm_part(scale: Scale, out: Path, deadline: float, device: torch.device) -> 
         return {**outcome, "status": outcome["status"], "command": shown}
     rows = json.loads(path.read_text(encoding="utf-8"))["rows"]
     status = "certified" if all(r["certified"] for r in rows) else "not all certified"
-    note = f"{device.type}, float64, ImageNet-LT profile, see lpm.log"
+    note = f"{device.type}, certificates in float64, ImageNet-LT profile, see lpm.log"
     return {**outcome, "status": status, "command": shown, "note": note, "rows": rows}
 
 

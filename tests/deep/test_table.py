@@ -11,7 +11,9 @@ from pathlib import Path
 
 from deep.config import resolve_config
 from deep.rundir import RunFolder
-from deep.table import Cell, Plan, inspect_cell, main, mean_std
+from deep.table import main
+from deep.table_plan import Cell, Plan
+from deep.table_results import inspect_cell, mean_std
 from deep.train import build_parser as train_parser
 from deep.train import resolve
 
