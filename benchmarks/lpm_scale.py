@@ -56,8 +56,11 @@ def solve_row(
     limit: float | None,
     profile: str,
     device: str = "cpu",
+    precision: str = "float32",
 ) -> dict[str, Any]:
-    """One certified solve, or how far it got before `limit` seconds."""
+    """One certified solve, or how far it got before `limit` seconds. `precision` "float32":
+    the grouped solver's float32 phase, then float64 (the library's default); "float64":
+    float64 throughout. The certificate is float64 in both; the K x K solver is float64."""
     start, cpu = time.perf_counter(), time.process_time()
     row: dict[str, Any] = {
         "classes": len(counts),
@@ -66,10 +69,18 @@ def solve_row(
         "solver": "grouped" if grouped else "full",
         "tol": tol,
         "device": device,
+        "precision": precision if grouped else "float64",
     }
     try:
         res = solve_lpm_convex(
-            counts, 1.0, 5.0, tol=tol, grouped=grouped, max_seconds=limit, device=device
+            counts,
+            1.0,
+            5.0,
+            tol=tol,
+            grouped=grouped,
+            max_seconds=limit,
+            device=device,
+            float32_phase=precision == "float32",
         )
     except NotCertifiedError as stop:
         row.update(certified=False, iterations=stop.iterations, relative_gap=stop.relative_gap)
@@ -87,7 +98,7 @@ def _print(row: dict[str, Any]) -> None:
     state = "certified" if row["certified"] else "STOPPED at the limit"
     value = "-" if row["value"] is None else f"{row['value']:.10f}"
     print(
-        f"  K={row['classes']:>5} m={row['groups']:>4} {row['solver']:<8} "
+        f"  K={row['classes']:>5} m={row['groups']:>4} {row['solver']:<8} {row['precision']:<7} "
         f"{row['seconds']:8.2f} s (cpu {row['cpu_seconds']:7.2f} s) {row['iterations']:>6} it "
         f"{1e3 * row['seconds_per_iteration']:8.1f} ms/it  gap {row['relative_gap']:.1e}  "
         f"value {value}  {state}",
@@ -101,15 +112,22 @@ def bench_lpm(
     full_max: int,
     limit: float | None,
     device: str = "cpu",
+    precisions: Sequence[str] = ("float32",),
 ) -> list[dict[str, Any]]:
-    """Grouped (and, up to K = full_max, full) certified solves at each K; prints ratios."""
+    """Grouped (in each of `precisions`) and, up to K = full_max, full certified solves at
+    each K; prints ratios (full against the first grouped precision)."""
     n_max, ratio, tol = profile
     rows = []
     print(f"[lpm] {_profile(n_max, ratio)}, relative gap {tol:g}")
     for k in classes:
         counts = exponential_counts(k, n_max, ratio)
-        pair = [solve_row(counts, tol, True, limit, _profile(n_max, ratio), device)]
-        _print(pair[0])
+        grouped = []
+        for precision in precisions:
+            grouped.append(
+                solve_row(counts, tol, True, limit, _profile(n_max, ratio), device, precision)
+            )
+            _print(grouped[-1])
+        pair = grouped[:1]
         if k <= full_max:
             pair.append(solve_row(counts, tol, False, limit, _profile(n_max, ratio), device))
             _print(pair[1])
@@ -119,7 +137,7 @@ def bench_lpm(
                     f"  K={k:>5} full / grouped: {wall:.1f}x wall, {cpu:.1f}x cpu "
                     f"(values differ by {abs(pair[0]['value'] - pair[1]['value']):.1e})"
                 )
-        rows += pair
+        rows += grouped + pair[1:]
     return rows
 
 
@@ -191,7 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=float, default=900.0, help="seconds per solve, at most")
     p.add_argument("--hong-ling", action="store_true", help="section 3")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (float64 throughout)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--precision",
+        nargs="+",
+        choices=["float32", "float64"],
+        default=["float32"],
+        help="grouped solves with a float32 phase then float64 (float32, the default) and/or "
+        "float64 throughout; certificates are float64 in both",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/bench/lpm_scale"))
     p.add_argument("--note", default="", help="how the machine was loaded, for the caption")
     args = p.parse_args(argv)
@@ -199,9 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, Any] = {}
     with torch_threads(args.threads):
         if args.classes:
-            rows += bench_lpm(args.classes, IMAGENET, args.full_max, args.limit, args.device)
+            rows += bench_lpm(
+                args.classes, IMAGENET, args.full_max, args.limit, args.device, args.precision
+            )
         if args.inat:
-            inat = bench_lpm(args.inat_classes, INAT, 0, args.limit, args.device)
+            inat = bench_lpm(args.inat_classes, INAT, 0, args.limit, args.device, args.precision)
             _report_inat(inat, max(args.inat_classes))
             rows += inat
         if args.hong_ling:

@@ -316,6 +316,14 @@ def _check_certified(
         raise NotCertifiedError(what, iterations, seconds, gap, tol)
 
 
+def _check_certificate_dtype(dtype: torch.dtype) -> None:
+    if dtype != torch.float64:
+        raise ValueError(
+            f"certified solves compute in float64 (a bound rounded in {dtype} is no proof); "
+            f"for float32 iterations pass float32_phase=True (the default)"
+        )
+
+
 def _certified_solve(
     problem: NuclearBallLPM | NuclearPenaltyUFM,
     *,
@@ -325,9 +333,12 @@ def _certified_solve(
     seed: int,
     what: str,
     x0: Vars | None = None,
+    float32_phase: bool = True,
 ) -> tuple[SolveResult, float]:
     """Solve to relative certified gap `tol` from `x0` (default: the random start of `seed`);
-    (result, best lower bound). Raises if not reached."""
+    (result, best lower bound). Raises if not reached. With `float32_phase`, a problem that
+    offers `with_dtype` is iterated in float32 until float32 stops gaining, then in float64
+    (`ufm.solvers.accelerated_gradient`); every certificate is computed in float64."""
     with torch.no_grad():
         res = accelerated_gradient(
             problem,
@@ -336,6 +347,7 @@ def _certified_solve(
             relative=True,
             max_iter=max_iter,
             max_seconds=max_seconds,
+            float32_warmup=float32_phase,
         )
         bound = max(problem.lower_bound(res.x), res.lower_bound or -math.inf)
     if not res.converged:
@@ -355,6 +367,7 @@ def solve_lpm_convex(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    float32_phase: bool = True,
     grouped: bool = True,
 ) -> ConvexResult:
     """Certified optimum of the LPM (cross-entropy) to relative gap `tol`; raises if not reached.
@@ -364,7 +377,13 @@ def solve_lpm_convex(
     lower bound is the larger of the best one met on the way (exact for points of the algebra)
     and the one computed on the full K x K matrix returned (valid at any point); grouped=False
     iterates on the K x K matrix.
+
+    float32_phase=True (grouped): iterate in float32 while float32 gains (about half the memory
+    traffic; on a GPU, float32 kernels), then in float64 from that point, keeping the momentum;
+    False: float64 throughout. The point returned and its certificate are float64 either way
+    (`dtype` must be float64: a lower bound rounded in float32 would not be a proof).
     """
+    _check_certificate_dtype(dtype)
     if not grouped:
         problem = NuclearBallLPM(counts, e_w, e_h, dtype=dtype, device=device)
         res, bound = _certified_solve(
@@ -386,6 +405,7 @@ def solve_lpm_convex(
         return (zt,), value, max(bound, best)  # every certificate met on the way bounds f*
 
     opts = dict(max_iter=max_iter, max_seconds=max_seconds, seed=seed, what="LPM convex form")
+    opts["float32_phase"] = float32_phase
     (zt,), value, bound, res, its, seconds = _grouped_solve(reduced, check, tol, **opts)
     return ConvexResult(zt.T, None, value, bound, its, seconds, res.history)
 
@@ -401,9 +421,12 @@ def _grouped_solve(
     the solve continues from its point to tol / 10 once. Returns (point, value, bound, last
     result, iterations and seconds in all); raises NotCertifiedError if tol is not met."""
     start, its, x0 = time.perf_counter(), 0, None
+    phase = opts.pop("float32_phase", True)
     for target in (tol, tol / 10):
-        try:
-            res, best = _certified_solve(reduced, tol=target, x0=x0, **opts)
+        try:  # a continuation goes on in float64: float32 has nothing left to gain there
+            res, best = _certified_solve(
+                reduced, tol=target, x0=x0, float32_phase=phase and x0 is None, **opts
+            )
         except NotCertifiedError:
             if x0 is None:
                 raise
@@ -430,6 +453,7 @@ def solve_regularized_convex(
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    float32_phase: bool = True,
     bias: bool = True,
     grouped: bool = True,
 ) -> ConvexResult:
@@ -437,10 +461,13 @@ def solve_regularized_convex(
     (bias=False: the model without bias, `ConvexResult.bias` is None).
 
     grouped=True iterates in the algebra of classes with equal counts (`ufm.grouped`) and
-    certifies the K x K point it stands for; grouped=False iterates on the K x K matrix."""
+    certifies the K x K point it stands for; grouped=False iterates on the K x K matrix.
+    `float32_phase` and `dtype` as in `solve_lpm_convex`."""
+    _check_certificate_dtype(dtype)
     problem = NuclearPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device, bias=bias)
     what = "regularized UFM convex form"
     opts = dict(tol=tol, max_iter=max_iter, max_seconds=max_seconds, seed=seed, what=what)
+    opts["float32_phase"] = float32_phase
     if grouped:
         reduced = GroupedPenaltyUFM(counts, lam, lambda_b, dtype=dtype, device=device, bias=bias)
 

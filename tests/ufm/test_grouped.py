@@ -169,3 +169,27 @@ def test_grouped_solve_on_cuda_matches_cpu(cuda: torch.device) -> None:
     assert reg.value == pytest.approx(
         solve_regularized_convex(counts, 2e-3, tol=1e-10).value, abs=1e-9
     )
+
+
+def test_float32_phase_ends_in_a_float64_certificate() -> None:
+    counts = exponential_counts(40, 500, 100)
+    mixed = solve_lpm_convex(counts, 1.0, 5.0, tol=1e-10, float32_phase=True)
+    plain = solve_lpm_convex(counts, 1.0, 5.0, tol=1e-10, float32_phase=False)
+    assert mixed.z.dtype == torch.float64
+    assert mixed.relative_gap <= 1e-10
+    # each certificate bounds the other's optimum: the two solves reach the same f*
+    assert mixed.lower_bound <= plain.value + 1e-12
+    assert plain.lower_bound <= mixed.value + 1e-12
+    reg = [
+        solve_regularized_convex(counts, 2e-3, tol=1e-10, float32_phase=phase)
+        for phase in (True, False)
+    ]
+    assert reg[0].lower_bound <= reg[1].value + 1e-12
+    assert reg[1].lower_bound <= reg[0].value + 1e-12
+
+
+def test_a_float32_certificate_is_refused() -> None:
+    with pytest.raises(ValueError, match="float64"):
+        solve_lpm_convex([50, 5], dtype=torch.float32)
+    with pytest.raises(ValueError, match="float32_phase"):
+        solve_regularized_convex([50, 5], 1e-3, dtype=torch.float32)
