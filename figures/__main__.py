@@ -1,15 +1,19 @@
-"""`python -m figures`: every figure, from saved run folders and cached theory sweeps.
+"""`python -m figures`: every figure, drawn from run folders (ufm.simulate, deep.train,
+deep.compare, and the theory sweeps of ufm.sweeps).
 
     python -m figures runs/ufm/<run>                  # -> runs/ufm/<run>/figures/
     python -m figures runs/deep/<run>                 # -> runs/deep/<run>/figures/
     python -m figures runs/deep/<a> runs/deep/<b>     # compared -> runs/compare/<a>_vs_<b>/
     python -m figures runs/deep/collapse-fmnist       # after deep.compare: minority collapse
-    python -m figures --sweep minority-collapse       # computed once, cached in runs/sweeps/
+    python -m figures --sweep minority-collapse       # -> runs/sweeps/minority-collapse/figures/
     python -m figures --sweep all --out paper/figs    # every sweep into one folder
 
-The kind of each run folder is read from the files it holds. A folder that lacks what a
-figure needs gives one line on stderr and exit status 2; nothing is half-written (every file
-is written atomically).
+The kind of each run folder is read from its run.json (older folders: from the files they
+hold). A sweep is computed by `python -m ufm.sweeps`, run as a subprocess with the same --size,
+--cache-dir, --recompute and --threads: it writes the sweep's run folder when it is missing or
+its parameters changed and reuses it otherwise; then the folder is read and drawn. A folder
+that lacks what a figure needs gives one line on stderr and exit status 2; nothing is
+half-written (every file is written atomically).
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ from pathlib import Path
 
 from figures.collapse import comparison_file, draw_comparison
 from figures.runs import FigureDataError, detect_kind
-from figures.sweeps import SIZES, SWEEPS, run_sweep
+from figures.simulation import draw_ufm_run
+from figures.sweep_figures import SIZES, SWEEP_FIGURES, draw_sweeps
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
-from figures.ufm import draw_ufm_run
 from ufm.io import check_output_dir
 from ufm.runtime import default_threads, torch_threads
 
@@ -36,28 +40,29 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="sweeps: "
-        + "; ".join(f"{name} ({sweep.description})" for name, sweep in SWEEPS.items()),
+        + "; ".join(f"{name} ({sweep.description})" for name, sweep in SWEEP_FIGURES.items())
+        + " (computed by python -m ufm.sweeps)",
     )
     p.add_argument("runs", nargs="*", type=Path, help="run folders (ufm.simulate or deep.train)")
     p.add_argument(
         "--sweep",
         action="append",
         default=[],
-        choices=[*SWEEPS, "all"],
-        help="compute (or read from the cache) and draw a sweep; repeat for several",
+        choices=[*SWEEP_FIGURES, "all"],
+        help="compute (or reuse its run folder) and draw a sweep; repeat for several",
     )
     p.add_argument("--out", type=Path, default=None, help="folder for the figures")
     p.add_argument("--size", choices=SIZES, default="default", help="sweep size")
-    p.add_argument("--recompute", action="store_true", help="ignore cached sweep results")
+    p.add_argument("--recompute", action="store_true", help="compute the sweeps again")
     p.add_argument(
         "--threads",
         type=int,
         default=None,
-        help="torch threads of the sweeps' solvers (default: half the CPUs; 1 on a loaded "
-        "machine is often fastest)",
+        help="torch threads of the sweeps' solvers (default 1) and of the drawing (default: "
+        "half the CPUs)",
     )
     p.add_argument(
-        "--cache-dir", type=Path, default=Path("runs/sweeps"), help="where sweeps are cached"
+        "--cache-dir", type=Path, default=Path("runs/sweeps"), help="the sweeps' run folders"
     )
     return p
 
@@ -104,21 +109,18 @@ def _is_comparison(path: Path) -> bool:
 
 
 def _sweep_names(names: Sequence[str]) -> list[str]:
-    return list(SWEEPS) if "all" in names else list(dict.fromkeys(names))
+    return list(SWEEP_FIGURES) if "all" in names else list(dict.fromkeys(names))
 
 
 def _draw_sweeps(chosen: Sequence[str], args: argparse.Namespace, several: bool) -> list[Path]:
-    paths: list[Path] = []
-    for name in chosen:
-        paths += run_sweep(
-            name,
-            size=args.size,
-            cache_dir=args.cache_dir,
-            out=_subfolder(args.out, name, several),
-            recompute=args.recompute,
-            echo=lambda line, name=name: print(f"{name}: {line}", flush=True),
-        )
-    return paths
+    return draw_sweeps(
+        chosen,
+        size=args.size,
+        cache_dir=args.cache_dir,
+        out=lambda name: _subfolder(args.out, name, several),
+        recompute=args.recompute,
+        threads=args.threads,
+    )
 
 
 def _report(paths: Sequence[Path]) -> None:

@@ -3,8 +3,6 @@ FigureDataError (never a traceback from the command line) when a folder lacks so
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import shutil
 from pathlib import Path
 
@@ -12,13 +10,13 @@ import numpy as np
 import pytest
 
 from figures import __main__ as cli
-from figures.cache import DATA_FILE, cached_results
 from figures.runs import FigureDataError, detect_kind, load_deep_run, load_ufm_run
+from figures.simulation import draw_ufm_run
 from figures.style import new_figure, save_figure
-from figures.sweeps import SWEEPS, run_sweep
+from figures.sweep_figures import SWEEP_FIGURES, draw_sweep_folder, draw_sweeps
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
-from figures.ufm import draw_ufm_run
 from tests.figures.conftest import write_deep_run
+from ufm.runfolder import SUMMARY, read_run
 
 
 def assert_figures(paths: list[Path], names: set[str]) -> None:
@@ -133,36 +131,35 @@ def test_detect_kind(ufm_run: Path, deep_runs: list[Path], tmp_path: Path) -> No
         detect_kind(tmp_path / "absent")
 
 
-@pytest.mark.parametrize("name", list(SWEEPS))
-def test_sweep_small_draws_and_caches(name: str, tmp_path: Path, monkeypatch) -> None:
-    paths = run_sweep(name, size="small", cache_dir=tmp_path / "cache", out=tmp_path / "out")
+@pytest.mark.parametrize("name", list(SWEEP_FIGURES))
+def test_sweep_small_is_computed_once_then_drawn_from_its_folder(
+    name: str, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    paths = draw_sweeps([name], size="small", cache_dir=cache, out=lambda n: tmp_path / "out")
     assert paths
     assert_figures(paths, {p.stem for p in paths})
-    data = json.loads((tmp_path / "cache" / f"{name}-small" / DATA_FILE).read_text())
-    assert data["params"] == json.loads(json.dumps(SWEEPS[name].sizes["small"]))
-
-    def refuse(params: dict) -> dict:
-        raise AssertionError("the cached results should have been used")
-
-    monkeypatch.setitem(SWEEPS, name, dataclasses.replace(SWEEPS[name], compute=refuse))
-    again = run_sweep(name, size="small", cache_dir=tmp_path / "cache", out=tmp_path / "again")
+    folder = cache / f"{name}-small"
+    assert (read_run(folder).kind, read_run(folder).name) == ("sweep", name)
+    assert f"{name}: computed in" in capfd.readouterr().out
+    again = draw_sweeps([name], size="small", cache_dir=cache, out=lambda n: tmp_path / "again")
     assert {p.name for p in again} == {p.name for p in paths}
+    assert f"{name}: cached: {folder}" in capfd.readouterr().out
 
 
-def test_cache_recomputes_on_new_params_and_ignores_corrupt_files(tmp_path: Path) -> None:
-    calls = []
-
-    def compute(params: dict) -> dict:
-        calls.append(params)
-        return {"value": params["x"] * 2}
-
-    assert cached_results(tmp_path, {"x": 1}, compute) == {"value": 2}
-    assert cached_results(tmp_path, {"x": 1}, compute) == {"value": 2}
-    assert len(calls) == 1
-    assert cached_results(tmp_path, {"x": 2}, compute) == {"value": 4}
-    (tmp_path / DATA_FILE).write_text("{not json")
-    assert cached_results(tmp_path, {"x": 2}, compute) == {"value": 4}
-    assert len(calls) == 3
+def test_sweep_figures_are_drawn_from_the_folder_alone(tmp_path: Path) -> None:
+    draw_sweeps(["geometry"], size="small", cache_dir=tmp_path)
+    folder = tmp_path / "geometry-small"
+    assert {p.name for p in draw_sweep_folder("geometry", folder)} == {
+        "geometry_k3_k4.png",
+        "geometry_k3_k4.pdf",
+    }
+    assert (folder / "figures" / "geometry_k3_k4.png").is_file()
+    (folder / SUMMARY).unlink()
+    with pytest.raises(FigureDataError, match="has not finished"):
+        draw_sweep_folder("geometry", folder)
+    with pytest.raises(FigureDataError, match="not a run folder of the sweep 'seli'"):
+        draw_sweep_folder("seli", tmp_path / "geometry-small")
 
 
 def test_cli_draws_runs_and_sweeps(
