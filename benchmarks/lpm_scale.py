@@ -235,16 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.hong_ling:
             extra["hong_ling"] = bench_hong_ling()
     if rows:
-        from figures.cost_growth import draw_cost_growth, fitted_exponent
+        from figures.cost_growth import draw_cost_growth, fitted_exponent, series, series_label
 
         args.out.mkdir(parents=True, exist_ok=True)
         note = f"Wall time, {args.threads} torch thread(s), {args.device}. {args.note}".strip()
         payload = {"threads": args.threads, "note": note, "rows": rows, **extra}
         atomic_write_text(args.out / "results.json", json.dumps(payload, indent=1))
-        for solver, profile in dict.fromkeys((r["solver"], r["profile"]) for r in rows):
-            b = fitted_exponent(rows, solver, profile=profile)
+        for solver, precision, profile in series(rows):
+            b = fitted_exponent(rows, solver, profile=profile, precision=precision)
             if b is not None:
-                print(f"  {solver}, {profile}: seconds ~ K^{b:.2f} (certified, K >= 100)")
+                label = series_label(solver, precision, profile)
+                print(f"  {label}: seconds ~ K^{b:.2f} (certified, K >= 100)")
         paths = draw_cost_growth(rows, args.out, note)
         print(f"  wrote {args.out / 'results.json'} and {paths[0]}")
     return 0

@@ -28,17 +28,21 @@ from figures.style import (
     styled,
 )
 
-__all__ = ["draw_cost_growth", "fitted_exponent", "main"]
+__all__ = ["draw_cost_growth", "fitted_exponent", "main", "series", "series_label"]
 
 _COLOR = {"grouped": OKABE_ITO["blue"], "full": OKABE_ITO["vermillion"]}
 _LINES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
 
 def fitted_exponent(
-    rows: Sequence[dict[str, Any]], solver: str, k_min: int = 100, profile: str | None = None
+    rows: Sequence[dict[str, Any]],
+    solver: str,
+    k_min: int = 100,
+    profile: str | None = None,
+    precision: str | None = None,
 ) -> float | None:
     """b in seconds ~ K^b, least squares on log-log over the certified rows of `solver` (and
-    `profile`, when given) with K >= k_min; None with fewer than two such rows."""
+    `profile`, `precision`, when given) with K >= k_min; None with fewer than two such rows."""
     pts = [
         (r["classes"], r["seconds"])
         for r in rows
@@ -46,6 +50,7 @@ def fitted_exponent(
         and r["certified"]
         and r["classes"] >= k_min
         and (profile is None or r["profile"] == profile)
+        and (precision is None or r.get("precision") == precision)
     ]
     if len({k for k, _ in pts}) < 2:
         return None
@@ -53,21 +58,34 @@ def fitted_exponent(
     return float(np.polyfit(k, s, 1)[0])
 
 
-def _series(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(solver, profile) pairs in order of first appearance."""
-    return list(dict.fromkeys((r["solver"], r["profile"]) for r in rows))
+def series(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str | None, str]]:
+    """(solver, precision, profile) triples in order of first appearance (precision None in
+    rows that do not record it)."""
+    return list(dict.fromkeys((r["solver"], r.get("precision"), r["profile"]) for r in rows))
+
+
+def series_label(solver: str, precision: str | None, profile: str) -> str:
+    return ", ".join(p for p in (solver, precision, profile) if p)
 
 
 def _panel(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
     profiles = list(dict.fromkeys(r["profile"] for r in rows))
-    for solver, profile in _series(rows):
+    for solver, precision, profile in series(rows):
         linestyle, marker = _LINES[profiles.index(profile) % len(_LINES)]
-        mine = [r for r in rows if r["solver"] == solver and r["profile"] == profile]
-        style = {"color": _COLOR.get(solver, OKABE_ITO["black"]), "marker": marker}
+        mine = [
+            r
+            for r in rows
+            if (r["solver"], r.get("precision"), r["profile"]) == (solver, precision, profile)
+        ]
+        color = _COLOR.get(solver, OKABE_ITO["black"])
+        if solver == "grouped" and precision == "float64":  # beside the float32 phase's
+            color = OKABE_ITO["green"]
+        style = {"color": color, "marker": marker}
+        label = series_label(solver, precision, profile)
         done = sorted((r["classes"], r[key]) for r in mine if r["certified"])
         if done:
             ax.plot(
-                *zip(*done, strict=True), linestyle=linestyle, label=f"{solver}, {profile}", **style
+                *zip(*done, strict=True), linestyle=linestyle, label=label, **style
             )
         stopped = [(r["classes"], r[key]) for r in mine if not r["certified"]]
         if stopped:
@@ -75,7 +93,7 @@ def _panel(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
                 *zip(*stopped, strict=True),
                 linestyle="none",
                 markerfacecolor="none",
-                label=f"{solver}, {profile}: stopped at its time limit",
+                label=f"{label}: stopped at its time limit",
                 **style,
             )
     ax.set_xscale("log")
@@ -101,10 +119,10 @@ def draw_cost_growth(
     axes[0].legend(loc="upper left", fontsize=6)
     label_panels(axes)
     fits = []
-    for solver, profile in _series(rows):
-        b = fitted_exponent(rows, solver, profile=profile)
+    for solver, precision, profile in series(rows):
+        b = fitted_exponent(rows, solver, profile=profile, precision=precision)
         if b is not None:
-            fits.append(f"{solver} ({profile}): K^{b:.2f}")
+            fits.append(f"{series_label(solver, precision, profile)}: K^{b:.2f}")
     fig.suptitle("certified LPM optimum: cost against K")
     add_caption(
         fig,

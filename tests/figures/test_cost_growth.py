@@ -46,3 +46,14 @@ def test_figure_is_written(tmp_path) -> None:
     assert all(p.stat().st_size > 1000 for p in paths)
     with pytest.raises(ValueError, match="no benchmark rows"):
         draw_cost_growth([], tmp_path)
+
+
+def test_precisions_are_separate_series() -> None:
+    rows = [
+        {"classes": k, "solver": "grouped", "precision": p, "profile": "exp", "certified": True,
+         "seconds": c * k**e, "iterations": 10}
+        for p, c, e in (("float32", 1e-3, 2.0), ("float64", 2e-3, 2.5))
+        for k in (100, 300, 1000)
+    ]
+    assert fitted_exponent(rows, "grouped", precision="float32") == pytest.approx(2.0, abs=1e-9)
+    assert fitted_exponent(rows, "grouped", precision="float64") == pytest.approx(2.5, abs=1e-9)
