@@ -6,7 +6,7 @@
 - training_per_class: test accuracy of every class, head to tail, runs side by side, with the
   training counts n_k.
 
-Everything comes from the run folders (config.yaml, metrics.csv, summary.json); accuracies are
+Everything comes from the run folders (config.yaml, history.csv, summary.json); accuracies are
 stored as fractions and drawn in percent.
 """
 
@@ -48,7 +48,7 @@ __all__ = [
     "plot_per_class",
 ]
 
-# What each figure reads: metrics.csv columns and summary.json keys.
+# What each figure reads: history.csv columns and summary.json keys.
 NEEDS = {
     "columns": ("epoch", "test_acc", "nc1", "etf_distance", "minority_cosine_w"),
     "summary": ("per_class_acc", "counts"),
@@ -62,9 +62,9 @@ def check_runs(runs: Sequence[DeepRun]) -> None:
     for run in runs:
         missing = [c for c in NEEDS["columns"] if c not in run.columns]
         if missing:
-            problems.append(f"{run.path / 'metrics.csv'}: no column {', '.join(missing)}")
+            problems.append(f"{run.history_file}: no column {', '.join(missing)}")
         elif np.all(np.isnan(run.columns["nc1"])):
-            problems.append(f"{run.path / 'metrics.csv'}: NC metrics were never measured")
+            problems.append(f"{run.history_file}: NC metrics were never measured")
         absent = [k for k in NEEDS["summary"] if not run.summary.get(k)]
         if absent:
             problems.append(f"{run.path / 'summary.json'}: no {', '.join(absent)}")
