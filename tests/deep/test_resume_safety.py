@@ -97,6 +97,16 @@ def test_results_without_a_checkpoint_are_not_overwritten(finished, tmp_path, ca
     assert _snapshot(run) == before
 
 
+def test_a_run_reruns_from_its_config_yaml(finished, tmp_path) -> None:
+    again = tmp_path / "again"
+    assert main(["--config", str(finished / "config.yaml"), "--out", str(again)]) == 0
+    first, second = read_run(finished), read_run(again)
+    assert second.config["run"].pop("out") == str(again)
+    assert first.config["run"].pop("out") == str(finished)
+    assert first.config == second.config
+    assert first.summary["last_test_acc"] == second.summary["last_test_acc"]
+
+
 def test_a_run_folder_of_an_older_layout_resumes_in_its_own_layout(idx_root, tmp_path) -> None:
     """A folder written before run.json (metrics.csv for history.csv) goes on writing
     metrics.csv and gets no run.json: it stays a whole legacy folder that readers know."""

@@ -1,5 +1,6 @@
-"""Fixture run folders for the figure tests: a tiny ufm.simulate run and synthetic deep runs
-written in the format of deep/rundir.py (config.yaml, metrics.csv, summary.json)."""
+"""Fixture run folders for the figure tests: a tiny ufm.simulate run (format 1) and synthetic
+deep runs in the layout deep.train wrote before run.json (config.yaml, metrics.csv,
+summary.json), which ufm.runfolder still reads."""
 
 from __future__ import annotations
 
