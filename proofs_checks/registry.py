@@ -56,9 +56,9 @@ CHECK_MODULES: tuple[str, ...] = (
     "ce_gradient",
     "lpm_relaxation",
     "minority_collapse",
-    "hong_ling",
+    "hong_ling_collapse",
     "regularized_imbalance",
-    "seli",
+    "seli_limit",
     "etf_immunity",
     "class_averaged_ablation",
 )
@@ -237,8 +237,8 @@ def all_checks() -> list[Check]:
     """Every registered check, in the order of `CHECK_MODULES` (imported on first use)."""
     for module in CHECK_MODULES:
         importlib.import_module(f"proofs_checks.{module}")
-    order = {name: i for i, name in enumerate(CHECK_MODULES)}
-    return sorted(CHECKS.values(), key=lambda c: order.get(c.name, len(order)))
+    order = {f"proofs_checks.{module}": i for i, module in enumerate(CHECK_MODULES)}
+    return sorted(CHECKS.values(), key=lambda c: order.get(c.function.__module__, len(order)))
 
 
 def get_check(name: str) -> Check:

@@ -18,11 +18,11 @@ from proofs_checks import (
     etf_geometry,
     etf_immunity,
     groups,
-    hong_ling,
+    hong_ling_collapse,
     lpm_relaxation,
     minority_collapse,
     regularized_imbalance,
-    seli,
+    seli_limit,
     theorem1,
     theorem2,
 )
@@ -267,7 +267,8 @@ def test_hong_ling_rejects_a_threshold_off_by_two() -> None:
 def test_hong_ling_rejects_the_wrong_convention() -> None:
     counts = step_counts(5, 50, 5, 5)
     lam = 1.1 * hong_ling_threshold(10, int(counts.sum()))
-    lambda_w, lambda_h = hong_ling.penalties(lam, "plain")  # the plain split, in a "half" model
+    # the plain split, in a "half" model
+    lambda_w, lambda_h = hong_ling_collapse.penalties(lam, "plain")
     problem = RegularizedUFM(counts, 12, lambda_w=lambda_w, lambda_h=lambda_h, convention="half")
     res = solve(problem, "fast", seed=0, tol=1e-12, relative=True, grad_tol=1e-9, max_iter=50_000)
     labels = failed(groups.collapse_measurements(problem.classifier(res.x), 5, 5, True, "c"))
@@ -292,11 +293,11 @@ def test_regularized_geometries_are_told_apart() -> None:
 def test_seli_limit_rejects_the_balanced_geometry() -> None:
     counts = step_counts(5, 100, 5, 5)
     zbar = seli_mean_logits(10) * math.sqrt(9.0)
-    assert failed(seli.evaluate_limit(zbar, 1.0, counts, "value only")) == [
+    assert failed(seli_limit.evaluate_limit(zbar, 1.0, counts, "value only")) == [
         "value only max-margin: value vs ||Zbar D^1/2||_*"
     ]
     etf_y = np.eye(10) * 10 - 1  # Y = Z D^{1/2} of an ETF classifier Gram, not SELI's
-    assert failed(seli.evaluate_limit(etf_y / np.sqrt(counts)[None, :], 1.0, counts, "etf"))
+    assert failed(seli_limit.evaluate_limit(etf_y / np.sqrt(counts)[None, :], 1.0, counts, "etf"))
 
 
 def test_seli_path_rejects_a_plateau_and_a_rise() -> None:
@@ -305,23 +306,23 @@ def test_seli_path_rejects_a_plateau_and_a_rise() -> None:
     def rows(dist):
         return [{"scale": s, "d_gram": dist(s), "d_logits": dist(s), "spread": 0.5} for s in scales]
 
-    assert failed(seli.evaluate_path(rows(lambda s: 1.5 / s), "ok")) == []
+    assert failed(seli_limit.evaluate_path(rows(lambda s: 1.5 / s), "ok")) == []
     measured = rows(lambda s: 1.5 / s**0.78)  # the decay measured along the real path
-    assert failed(seli.evaluate_path(measured, "measured")) == []
+    assert failed(seli_limit.evaluate_path(measured, "measured")) == []
     # A limit 0.1 away from SELI fails on both rates.
-    plateau = failed(seli.evaluate_path(rows(lambda s: 0.1 + 1.5 / s), "plateau"))
+    plateau = failed(seli_limit.evaluate_path(rows(lambda s: 0.1 + 1.5 / s), "plateau"))
     assert "plateau: growth of d_gram x ||Z||_F" in plateau
     assert "plateau: decay exponent of d_gram in ||Z||_F, last step" in plateau
     # A limit 0.05 away: its product grows by at most 2 (not beyond RATE_GROWTH), but the
     # decay exponent over the last step falls to 0.35 (1/s decay) or 0.44 (the measured one).
     for name, dist in (("1/s", lambda s: 1.5 / s), ("measured", lambda s: 1.5 / s**0.78)):
-        near = failed(seli.evaluate_path(rows(lambda s, f=dist: 0.05 + f(s)), "near"))
+        near = failed(seli_limit.evaluate_path(rows(lambda s, f=dist: 0.05 + f(s)), "near"))
         assert near == [
             "near: decay exponent of d_gram in ||Z||_F, last step",
             "near: decay exponent of d_logits in ||Z||_F, last step",
         ], (name, near)
     assert "rise: largest increase of d_gram as lambda falls" in failed(
-        seli.evaluate_path(rows(lambda s: 0.01 * s), "rise")
+        seli_limit.evaluate_path(rows(lambda s: 0.01 * s), "rise")
     )
 
 

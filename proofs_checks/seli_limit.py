@@ -35,11 +35,10 @@ import torch
 
 from proofs_checks.registry import CheckResult, Measurement, Size, register
 from proofs_checks.tolerances import CVXPY, SEPARATED
-from ufm.convex import solve_regularized_convex
+from ufm.convex import gram_factors, solve_regularized_convex
 from ufm.convex_cvxpy import cvxpy_ufm_svm
 from ufm.imbalance import exponential_counts, minority_group, step_counts
 from ufm.metrics import group_spread
-from ufm.prediction import gram_factors
 from ufm.theory import hong_ling_threshold, seli_classifier_gram, seli_mean_logits
 
 __all__ = ["distances", "evaluate_limit", "evaluate_path", "run"]
@@ -72,7 +71,7 @@ LAST_EXPONENT = 0.6
 def distances(z: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
     """(distance of the normalised Gram, of the normalised logits) to the SELI forms.
 
-    The Gram is W W^T ∝ (Y Y^T)^{1/2}, Y = Z D^{1/2} (`ufm.prediction.gram_factors`)."""
+    The Gram is W W^T ∝ (Y Y^T)^{1/2}, Y = Z D^{1/2} (`ufm.convex.gram_factors`)."""
     root, _ = gram_factors(z, counts)
     gram = np.linalg.norm(root / np.linalg.norm(root) - seli_classifier_gram(counts))
     logits = np.linalg.norm(z / np.linalg.norm(z) - seli_mean_logits(len(counts)))

@@ -46,9 +46,8 @@ from proofs_checks.tolerances import (
     SOLUTION,
 )
 from ufm.convex import ConvexResult, solve_regularized_convex
-from ufm.imbalance import step_counts
+from ufm.imbalance import minority_group, step_counts
 from ufm.metrics import group_spread
-from ufm.prediction import gram_factors
 from ufm.problems import RegularizedUFM, effective_lambda
 from ufm.solvers import solve
 from ufm.theory import hong_ling_threshold
@@ -116,7 +115,7 @@ def _gradient_descent(
     w = problem.classifier(res.x)
     # W W^T at the optimum: sqrt(lambda_H / lambda_W) (Y Y^T)^{1/2}, Y = Z D^{1/2}
     beta = (lambda_h / lambda_w) ** 0.25
-    gram = torch.as_tensor(gram_factors(cert.z.cpu().numpy(), counts, beta)[0]).to(w)
+    gram = torch.as_tensor(cert.grams(counts, beta)[0]).to(w)
     ms = [
         *convex_bracket(res.objective, cert.lower_bound, tag),
         Measurement(
@@ -160,7 +159,7 @@ def _case(setting: tuple[int, int, int, int], factor: float) -> tuple[list[Measu
         "lambda": lam,
         "convex_value": cert.value,
         "convex_lower_bound": cert.lower_bound,
-        "minority_spread_convex": group_spread(cert.z, range(k_a, k_a + k_b)),
+        "minority_spread_convex": group_spread(cert.z, minority_group(counts)),
         "gradient_descent": runs,
     }
     return ms, case
