@@ -9,8 +9,6 @@ import ast
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("ufm", "deep", "proofs_checks", "figures", "benchmarks")
 # Modules that solve (optimisation problems, their certificates, the sweeps and runs built on
@@ -123,8 +121,6 @@ def _closure(module: str) -> set[str]:
     return seen
 
 
-# xfail until the theory sweeps computed under figures/ have moved to ufm.sweeps; then drop it.
-@pytest.mark.xfail(strict=False, reason="the theory sweeps are moving out of figures")
 def test_figures_import_nothing_that_solves() -> None:
     """Directly or through another module: figures read run folders and draw."""
     reached = sorted(
