@@ -312,7 +312,8 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        """Whether summary.json exists (it is written last)."""
+        """Whether summary.json exists (it is written last; a deep run rewrites it after every
+        epoch, and its "status" says whether every epoch ran)."""
         return (self.path / SUMMARY).is_file()
 
     @cached_property
