@@ -2,7 +2,8 @@
 
 Every file is written to a temporary sibling, flushed to disk and renamed over its target
 (`os.replace` is atomic on POSIX), so a run killed at any moment leaves either the previous
-complete file or none, never half of one.
+complete file or none, never half of one. What a run folder holds, and its one reader, are
+`ufm.runfolder`'s.
 """
 
 from __future__ import annotations
