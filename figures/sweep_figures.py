@@ -91,7 +91,8 @@ def compute_sweeps(
     done = subprocess.run(command, check=False, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
-        raise RuntimeError(f"{' '.join(command[1:])} failed: {lines[-1]}")
+        reason = lines[-1].removeprefix("error: ")
+        raise RuntimeError(f"python {' '.join(command[1:])} failed: {reason}")
 
 
 def draw_sweep_folder(name: str, folder: str | Path, out: str | Path | None = None) -> list[Path]:
