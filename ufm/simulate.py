@@ -44,7 +44,7 @@ from ufm.losses import LOSSES
 from ufm.metrics import class_means, nc_metrics, pairwise_cosines
 from ufm.problems import FixedETFModel, LayerPeeledModel, Problem, Vars
 from ufm.runfolder import draw_figures, start_run, write_geometry, write_history, write_summary
-from ufm.runtime import torch_threads
+from ufm.runtime import keep_freed_memory, torch_threads
 from ufm.solvers import SOLVERS, solve
 from ufm.theory import etf_feature_distance_bound
 
@@ -526,6 +526,7 @@ def parse_args(argv: list[str] | None) -> SimulateConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    keep_freed_memory()  # the solvers allocate N x d temporaries every iteration
     command = ["python", "-m", "ufm.simulate", *(sys.argv[1:] if argv is None else argv)]
     try:
         _, summary = run_simulation(cfg, command=command)
