@@ -29,6 +29,7 @@ from figures.simulation import draw_ufm_run
 from figures.sweep_figures import SIZES, SWEEP_FIGURES, draw_sweeps
 from figures.training import compare_folder, draw_deep_run, draw_training_runs
 from ufm.io import check_output_dir
+from ufm.runfolder import is_run_folder
 from ufm.runtime import default_threads, torch_threads
 
 __all__ = ["main"]
@@ -96,11 +97,11 @@ def _draw_runs(runs: Sequence[Path], out: Path | None, sweeps: int) -> list[Path
 
 def _is_comparison(path: Path) -> bool:
     """A deep.compare output (comparison.json), or a folder of runs that holds one."""
-    if (path / "config.yaml").is_file() or (path / "config.json").is_file():
+    if is_run_folder(path):
         return False
     if comparison_file(path) is not None:
         return True
-    if path.is_dir() and any((p / "config.yaml").is_file() for p in path.iterdir()):
+    if path.is_dir() and any(is_run_folder(p) for p in path.iterdir()):
         raise FigureDataError(
             f"{path} is a folder of training runs without a comparison; run "
             f"python -m deep.compare {path} first, then draw it"

@@ -32,7 +32,7 @@ from figures import (
 )
 from figures.runs import FigureDataError
 from figures.style import save_figure
-from ufm.runfolder import read_run
+from ufm.runfolder import read_run, sweep_folder
 
 __all__ = ["SIZES", "SWEEP_FIGURES", "SweepFigure", "draw_sweep_folder", "draw_sweeps"]
 
@@ -63,12 +63,6 @@ SWEEP_FIGURES: dict[str, SweepFigure] = {  # in the order of `python -m ufm.swee
         "K = 3 and K = 4 solutions, learnable versus fixed ETF", geometry_k3_k4_figure.draw
     ),
 }
-
-
-def sweep_folder(name: str, size: str, cache_dir: str | Path) -> Path:
-    """runs/sweeps/<name> for the default size, runs/sweeps/<name>-<size> otherwise (where
-    `python -m ufm.sweeps` writes it)."""
-    return Path(cache_dir) / (name if size == "default" else f"{name}-{size}")
 
 
 def compute_sweeps(

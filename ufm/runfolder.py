@@ -57,9 +57,11 @@ __all__ = [
     "RunRecord",
     "draw_figures",
     "history_name",
+    "is_run_folder",
     "read_run",
     "run_kind",
     "start_run",
+    "sweep_folder",
     "write_geometry",
     "write_history",
     "write_summary",
@@ -223,6 +225,19 @@ def run_kind(path: str | Path) -> str:
             f"config.json and history.csv (ufm) or config.yaml and metrics.csv (deep))"
         )
     return kind
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether `path` is a run folder of any kind (format 1 or older); a damaged run.json
+    still marks one (reading it then says what is wrong)."""
+    path = Path(path)
+    return path.is_dir() and ((path / RUN).exists() or _legacy_kind(path) is not None)
+
+
+def sweep_folder(name: str, size: str, root: str | Path) -> Path:
+    """Where a theory sweep of `size` is written: root/<name> for the default size,
+    root/<name>-<size> otherwise."""
+    return Path(root) / (name if size == "default" else f"{name}-{size}")
 
 
 def _number(text: str | None) -> float:

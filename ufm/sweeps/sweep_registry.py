@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ufm.runfolder import SUMMARY, RunFolderError, read_run, start_run, write_summary
+from ufm.runfolder import (
+    SUMMARY,
+    RunFolderError,
+    read_run,
+    start_run,
+    sweep_folder,
+    write_summary,
+)
 from ufm.runtime import torch_threads
 
 __all__ = [
@@ -75,11 +82,6 @@ def get_sweep(name: str) -> Sweep:
     if name not in SWEEPS:
         raise ValueError(f"unknown sweep {name!r}; choose from {', '.join(SWEEPS)}")
     return SWEEPS[name]
-
-
-def sweep_folder(name: str, size: str, cache_dir: str | Path) -> Path:
-    """runs/sweeps/<name> for the default size, runs/sweeps/<name>-<size> otherwise."""
-    return Path(cache_dir) / (name if size == "default" else f"{name}-{size}")
 
 
 def _canonical(params: Params) -> Params:
