@@ -24,7 +24,6 @@ from ufm.imbalance import (
     exponential_counts,
     head_medium_tail,
     make_profile,
-    minority_group,
 )
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "class_groups",
     "hold_out",
     "longtail_indices",
-    "minority_classes",
     "profile_counts",
     "shot_groups",
 ]
@@ -145,8 +143,3 @@ def shot_groups(counts: np.ndarray) -> dict[str, list[int]]:
         ).tolist(),
         "few_shot": np.flatnonzero(counts < FEW_SHOT_BELOW).tolist(),
     }
-
-
-def minority_classes(counts: np.ndarray) -> list[int]:
-    """The classes whose minority collapse is measured (`ufm.imbalance.minority_group`)."""
-    return minority_group(counts).tolist()

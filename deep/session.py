@@ -27,12 +27,12 @@ from deep.longtail import (
     class_groups,
     hold_out,
     longtail_indices,
-    minority_classes,
     profile_counts,
 )
 from deep.objectives import Objective, ObjectiveContext, build_objective
 from deep.schedule import StepSchedule
 from deep.seeds import derive_seed
+from ufm.imbalance import minority_group
 
 __all__ = ["Session", "Split", "TrainStep", "build_session", "use_amp"]
 
@@ -177,7 +177,7 @@ def build_session(cfg: Config, info: DistInfo, device: torch.device) -> Session:
         test=test,
         counts=counts,
         groups=class_groups(counts),
-        minority=minority_classes(counts),
+        minority=minority_group(counts).tolist(),
         normalizer=normalizer,
         net=net,
         objective=objective,
