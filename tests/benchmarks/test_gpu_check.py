@@ -15,6 +15,9 @@ import yaml
 
 import benchmarks.gpu as gpu
 from benchmarks.__main__ import _split
+from benchmarks._gpu_parts import PAPER_METHODS, PARTS, TINY, TrainingRun, _sweep_args, runs_part
+from benchmarks._gpu_report import results_markdown
+from benchmarks._gpu_runner import run_until
 from deep.methods import METHODS
 from tests.deep import fakes
 
@@ -52,7 +55,7 @@ def test_tiny_check_runs_every_part_and_writes_readable_results(ten_classes, tmp
     results = json.loads((out / "results.json").read_text())
     assert results["finished"] and results["tiny"]
     parts = results["parts"]
-    assert list(parts) == list(gpu.PARTS)
+    assert list(parts) == list(PARTS)
 
     tests = parts["tests"]  # three GPU tests: passed on a GPU, skipped without one
     assert tests["failed"] == tests["errors"] == 0 and tests["passed"] + tests["skipped"] == 3
@@ -66,8 +69,8 @@ def test_tiny_check_runs_every_part_and_writes_readable_results(ten_classes, tmp
         assert r["ratio"] == pytest.approx(r["pipeline"] / r["raw"])
 
     paper = parts["paper"]["runs"]
-    assert [r["name"] for r in paper] == [f"folder-10-{m}-s0" for m in gpu.PAPER_METHODS]
-    for run, method in zip(paper, gpu.PAPER_METHODS, strict=True):
+    assert [r["name"] for r in paper] == [f"folder-10-{m}-s0" for m in PAPER_METHODS]
+    for run, method in zip(paper, PAPER_METHODS, strict=True):
         assert run["status"] == "finished" and run["epochs_done"] == run["epochs"] == 2
         assert 0 <= run["test_acc"] <= 1 and run["nc"]["nc1"] >= 0
         config = yaml.safe_load((out / "runs" / run["name"] / "config.yaml").read_text())
@@ -94,7 +97,7 @@ def test_tiny_check_runs_every_part_and_writes_readable_results(ten_classes, tmp
     assert all(r["relative_gap"] <= 1e-8 and r["device"] == "cpu" for r in lpm["rows"])
 
     table = (out / "results.md").read_text()
-    for name in gpu.PARTS:
+    for name in PARTS:
         assert f"## {name}: {parts[name]['status']}" in table
     for run in [*paper, sweep]:
         assert f"| {run['name']} | finished | 2/2 |" in table
@@ -193,7 +196,7 @@ def test_run_until_stops_a_process_at_its_deadline(
 ) -> None:
     log = tmp_path / "log.txt"
     deadline = time.monotonic() + seconds
-    outcome = gpu.run_until([sys.executable, "-c", code], deadline, log, grace=10)
+    outcome = run_until([sys.executable, "-c", code], deadline, log, grace=10)
     assert outcome["status"] == status
     if returncode is not None:
         assert outcome["returncode"] == returncode
@@ -208,14 +211,14 @@ def test_benchmark_arguments_follow_the_names() -> None:
 
 
 def test_a_failed_training_run_is_reported_with_its_last_words(tmp_path) -> None:
-    run = gpu.TrainingRun("broken", [sys.executable, "-c", "raise SystemExit('boom')"], tmp_path)
+    run = TrainingRun("broken", [sys.executable, "-c", "raise SystemExit('boom')"], tmp_path)
     saved: list[dict] = []
-    part = gpu.runs_part([run], gpu.TINY, tmp_path / "out", time.monotonic() + 120, saved.append)
+    part = runs_part([run], TINY, tmp_path / "out", time.monotonic() + 120, saved.append)
     (record,) = part["runs"]
     assert part["status"] == "0 of 1 finished" and saved[-1] == part
     assert record["status"] == "failed" and record["returncode"] == 1
     assert record["log_tail"] == ["boom"]
-    assert "- broken: boom" in gpu.results_markdown(
+    assert "- broken: boom" in results_markdown(
         {
             "device": {"name": "cpu", "torch": "", "cuda": None, "python": ""},
             "started": "now",
@@ -232,8 +235,8 @@ def test_the_default_sweep_is_the_collapse_preset_when_there_is_one(monkeypatch)
     from deep.config import PRESETS
 
     monkeypatch.setitem(PRESETS, "collapse", PRESETS["paper"])
-    full = gpu._sweep_args(gpu.build_parser().parse_args([]))
-    tiny = gpu._sweep_args(gpu.build_parser().parse_args(["--tiny"]))
+    full = _sweep_args(gpu.build_parser().parse_args([]))
+    tiny = _sweep_args(gpu.build_parser().parse_args(["--tiny"]))
     assert [a.split()[:2] for a in full] == [["--preset", "collapse"]] * 2
     assert {("--head linear --loss ce" in a, "--head etf --loss dr" in a) for a in full} == {
         (True, False),
@@ -242,20 +245,20 @@ def test_the_default_sweep_is_the_collapse_preset_when_there_is_one(monkeypatch)
     assert all("data.max_per_class=null" in a for a in full)  # full size on the GPU
     assert not any("max_per_class" in a for a in tiny)  # the toy size stays toy
     given = gpu.build_parser().parse_args(["--sweep", "--seed 3"])
-    assert gpu._sweep_args(given) == ["--seed 3"]
+    assert _sweep_args(given) == ["--seed 3"]
     monkeypatch.delitem(PRESETS, "collapse")
-    assert gpu._sweep_args(gpu.build_parser().parse_args([])) == []
+    assert _sweep_args(gpu.build_parser().parse_args([])) == []
 
 
 def test_concurrent_runs_start_together_and_each_meets_the_deadline(tmp_path) -> None:
     python = sys.executable
     runs = [
-        gpu.TrainingRun("quick", [python, "-c", "print('done')"], tmp_path / "a"),
-        gpu.TrainingRun("long", [python, "-c", "import time; time.sleep(120)"], tmp_path / "b"),
+        TrainingRun("quick", [python, "-c", "print('done')"], tmp_path / "a"),
+        TrainingRun("long", [python, "-c", "import time; time.sleep(120)"], tmp_path / "b"),
     ]
     saved: list[dict] = []
     deadline = time.monotonic() + 3
-    part = gpu.runs_part(runs, gpu.TINY, tmp_path / "out", deadline, saved.append, True)
+    part = runs_part(runs, TINY, tmp_path / "out", deadline, saved.append, True)
     assert [r["status"] for r in part["runs"]] == ["finished", "stopped"]
     assert part["concurrent"] and "shared the device" in part["note"]
     assert part["status"] == "1 of 2 finished" and len(saved) == 2
