@@ -40,11 +40,11 @@ import numpy as np
 from deep.rundir import GeometryError, load_geometry
 from deep.verdicts import TOL_FLOOR, TOL_SIGMAS, summarize_sweep, verdicts
 from ufm.io import atomic_write_json, atomic_write_text, check_output_dir
+from ufm.metrics import gram_group_cosines
 from ufm.prediction import (
     Prediction,
     compare_geometry,
     etf_prediction,
-    group_mean_cosine,
     hong_ling_prediction,
     lpm_prediction,
     seli_prediction,
@@ -195,11 +195,11 @@ def compare_run(path: str | Path, lpm_seconds: float = 60.0) -> dict[str, Any]:
             for key, value in measured.items()
         }
         | {
-            "minority_cosine_w": group_mean_cosine(measured["cosine_w"], minority),
-            "minority_cosine_h": group_mean_cosine(measured["cosine_h"], minority),
-            "minority_cosine_h_uncentred": group_mean_cosine(
+            "minority_cosine_w": gram_group_cosines(measured["cosine_w"], minority)[0],
+            "minority_cosine_h": gram_group_cosines(measured["cosine_h"], minority)[0],
+            "minority_cosine_h_uncentred": gram_group_cosines(
                 measured["cosine_h_uncentred"], minority
-            ),
+            )[0],
             # a fixed head's norms are equal by construction: their order is rounding
             "norm_order": spearman(counts, measured["norm_w"]) if learnable else None,
         },
@@ -249,7 +249,7 @@ def _grid_counts(grid: np.ndarray, n_a: int, k_a: int, k_b: int):
 def _minority_pair(pred: Prediction, minority: list[int]) -> list[float | None]:
     if not pred.certified:
         return [None, None]
-    return [group_mean_cosine(pred.cosine_w, minority), group_mean_cosine(pred.cosine_h, minority)]
+    return [gram_group_cosines(cos, minority)[0] for cos in (pred.cosine_w, pred.cosine_h)]
 
 
 # ----------------------------------------------------------------------------- output

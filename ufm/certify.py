@@ -37,7 +37,7 @@ from ufm.grouped import ClassGroups
 from ufm.imbalance import ClassProfile, head_medium_tail, make_profile, minority_group
 from ufm.io import atomic_write_bytes, atomic_write_json, check_output_dir, code_version
 from ufm.losses import class_mean_cross_entropy
-from ufm.metrics import gram_group_cosines
+from ufm.metrics import centred_gram, gram_group_cosines
 from ufm.problems import _check_counts, _check_positive
 from ufm.runtime import keep_freed_memory, torch_threads
 
@@ -57,8 +57,7 @@ def certified_geometry(
     u, s, vh = torch.linalg.svd(q)  # (Q Q^T)^{1/2} = U S U^T, (Q^T Q)^{1/2} = V S V^T
     gram_w = groups.expand((u * s) @ u.T, root_a) * balance  # (K, K) W W^T
     gram_h = groups.expand((vh.T * s) @ vh, root_a) / balance  # (K, K) Hbar Hbar^T
-    centre = gram_h.mean(0)
-    gram_hc = gram_h - centre[:, None] - centre[None, :] + centre.mean()  # means centred
+    gram_hc = centred_gram(gram_h)  # the class means centred at their mean
     norm_w = gram_w.diagonal().clamp_min(0).sqrt()
     norm_h = gram_hc.diagonal().clamp_min(0).sqrt()
     thirds = head_medium_tail(counts)

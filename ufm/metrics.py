@@ -26,16 +26,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "centred_gram",
     "class_means",
     "equiangularity",
     "equinorm",
     "etf_distance",
+    "gram_cosines",
     "gram_group_cosines",
     "group_cosines",
     "group_spread",
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 _CONVENTIONS = ("samples", "classes")
+GramT = TypeVar("GramT", Tensor, np.ndarray)
 
 
 def _check_labels(h: Tensor, y: Tensor, num_classes: int) -> None:
@@ -200,6 +204,21 @@ def group_cosines(a: Tensor, group: Sequence[int] | Tensor) -> tuple[float, floa
     """Mean and max pairwise cosine of the rows a[group] (minority collapse: both -> 1)."""
     off = _off_diagonal(pairwise_cosines(a[_group_index(group, a.device)]))
     return float(off.mean()), float(off.max())
+
+
+def centred_gram(gram: GramT) -> GramT:
+    """C G C, C = I - 1 1^T / K: the Gram of the rows centred at their mean (the mean of class
+    means) from the Gram G (K, K) of the rows, numpy or torch alike:
+    (C G C)_ij = G_ij - mean_l G_il - mean_l G_lj + mean_lm G_lm."""
+    return gram - gram.mean(1)[:, None] - gram.mean(0)[None, :] + gram.mean()
+
+
+def gram_cosines(gram: np.ndarray) -> np.ndarray:
+    """The cosine matrix G_ij / sqrt(G_ii G_jj) of a Gram matrix G (K, K), float64, clipped
+    to [-1, 1] (a zero row gives zeros, not NaN)."""
+    gram = np.asarray(gram, dtype=np.float64)
+    d = np.sqrt(np.clip(np.diag(gram), np.finfo(np.float64).tiny, None))
+    return np.clip(gram / np.outer(d, d), -1.0, 1.0)
 
 
 def gram_group_cosines(

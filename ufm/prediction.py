@@ -60,20 +60,17 @@ import torch
 
 from ufm.convex import NuclearBallLPM, gram_factors
 from ufm.losses import class_mean_cross_entropy
-from ufm.metrics import gram_group_cosines
+from ufm.metrics import centred_gram, gram_cosines, gram_group_cosines
 from ufm.solvers import accelerated_gradient
 from ufm.theory import hong_ling_threshold
 
 __all__ = [
     "GeometryComparison",
     "Prediction",
-    "centred_gram",
     "certified_logit_distance",
     "compare_geometry",
     "cosine_error_bound",
-    "cosines",
     "etf_prediction",
-    "group_mean_cosine",
     "hong_ling_prediction",
     "lpm_prediction",
     "seli_prediction",
@@ -86,18 +83,6 @@ def _centering(k: int) -> np.ndarray:
     return np.eye(k) - np.full((k, k), 1.0 / k)
 
 
-def centred_gram(gram: np.ndarray) -> np.ndarray:
-    """C G C, C = I - 1 1^T/K: the Gram of the rows centred at their mean (mean of class means)."""
-    c = _centering(gram.shape[0])
-    return c @ gram @ c
-
-
-def cosines(gram: np.ndarray) -> np.ndarray:
-    """The cosine matrix G_ij / sqrt(G_ii G_jj) of a Gram matrix (K, K)."""
-    d = np.sqrt(np.clip(np.diag(gram), np.finfo(np.float64).tiny, None))
-    return np.clip(gram / np.outer(d, d), -1.0, 1.0)
-
-
 def cosine_error_bound(gram: np.ndarray, delta: float) -> float:
     """Largest change of any cosine G_ij / sqrt(G_ii G_jj) when every entry of G moves by at most
     `delta` (interval arithmetic); inf when a diagonal entry could reach 0."""
@@ -106,7 +91,7 @@ def cosine_error_bound(gram: np.ndarray, delta: float) -> float:
         return 0.0
     if float(diag.min()) <= delta:
         return math.inf
-    cos = cosines(gram)
+    cos = gram_cosines(gram)
     lo_den = np.sqrt(np.outer(diag - delta, diag - delta))
     hi_den = np.sqrt(np.outer(diag + delta, diag + delta))
     candidates = np.stack(
@@ -153,15 +138,15 @@ class Prediction:
 
     @property
     def cosine_w(self) -> np.ndarray | None:
-        return None if self.gram_w is None else cosines(self.gram_w)
+        return None if self.gram_w is None else gram_cosines(self.gram_w)
 
     @property
     def cosine_h(self) -> np.ndarray | None:
-        return None if self.gram_h is None else cosines(centred_gram(self.gram_h))
+        return None if self.gram_h is None else gram_cosines(centred_gram(self.gram_h))
 
     @property
     def cosine_h_uncentred(self) -> np.ndarray | None:
-        return None if self.gram_h is None else cosines(self.gram_h)
+        return None if self.gram_h is None else gram_cosines(self.gram_h)
 
     @property
     def norm_w(self) -> np.ndarray | None:
@@ -356,11 +341,7 @@ def compare_geometry(
         max_abs=float(diff.max()),
         mean_abs=float(diff.mean()),
         correlation=corr,
-        minority_measured=group_mean_cosine(measured, minority),
-        minority_predicted=group_mean_cosine(predicted, minority),
+        minority_measured=gram_group_cosines(measured, minority)[0],
+        minority_predicted=gram_group_cosines(predicted, minority)[0],
     )
 
-
-def group_mean_cosine(cos: np.ndarray, group: Sequence[int]) -> float:
-    """Mean pairwise cosine inside `group` (>= 2 classes) of a cosine (or Gram) matrix (K, K)."""
-    return gram_group_cosines(np.asarray(cos, dtype=np.float64), list(group))[0]

@@ -12,12 +12,15 @@ from hypothesis import strategies as st
 
 from ufm.etf import haar_frame, simplex_etf
 from ufm.metrics import (
+    centred_gram,
     class_means,
+    gram_cosines,
     gram_group_cosines,
     group_cosines,
     group_spread,
     nc1,
     nc_metrics,
+    pairwise_cosines,
 )
 
 
@@ -194,3 +197,16 @@ def test_cuda_matches_cpu(cuda: torch.device) -> None:
     gpu = nc_metrics(h.to(cuda), y.to(cuda), w.to(cuda), num_classes=3, minority=[1, 2])
     for key, value in cpu.items():
         assert gpu[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+
+
+def test_centred_gram_and_gram_cosines_from_rows() -> None:
+    gen = torch.Generator().manual_seed(3)
+    rows = torch.randn(6, 9, generator=gen, dtype=torch.float64) + 2.0  # far from centred
+    centred = rows - rows.mean(0)
+    gram = rows @ rows.T
+    torch.testing.assert_close(centred_gram(gram), centred @ centred.T, rtol=0, atol=1e-12)
+    expected = (centred @ centred.T).numpy()
+    np.testing.assert_allclose(centred_gram(gram.numpy()), expected, atol=1e-12)
+    cos = gram_cosines(expected)
+    np.testing.assert_allclose(cos, pairwise_cosines(centred).numpy(), atol=1e-12)
+    assert gram_cosines(np.zeros((3, 3))).tolist() == np.zeros((3, 3)).tolist()  # no NaN
