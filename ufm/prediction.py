@@ -310,13 +310,16 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
+CONSTANT_SPREAD = 1e-6  # standard deviation of pair cosines below which a side is constant
+
+
 @dataclass
 class GeometryComparison:
     """Measured against predicted cosine matrices over the off-diagonal class pairs."""
 
     max_abs: float
     mean_abs: float
-    correlation: float  # Pearson over the pairs; nan if either side is constant
+    correlation: float  # Pearson over the pairs; nan if either side is constant (CONSTANT_SPREAD)
     minority_measured: float
     minority_predicted: float
 
@@ -336,7 +339,10 @@ def compare_geometry(
     iu = np.triu_indices(measured.shape[0], 1)
     a, b = measured[iu], predicted[iu]
     diff = np.abs(a - b)
-    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else math.nan
+    # A side that does not vary beyond rounding and solver tolerance (a balanced prediction:
+    # every pair at -1/(K-1)) has no correlation; corrcoef would return the rounding's noise.
+    varies = a.std() > CONSTANT_SPREAD and b.std() > CONSTANT_SPREAD
+    corr = float(np.corrcoef(a, b)[0, 1]) if varies else math.nan
     return GeometryComparison(
         max_abs=float(diff.max()),
         mean_abs=float(diff.mean()),

@@ -157,6 +157,12 @@ def test_compare_geometry_and_spearman() -> None:
     collapsed[3, 4] = collapsed[4, 3] = 1.0
     other = compare_geometry(collapsed, _etf_cosines(k), [3, 4])
     assert other.max_abs == pytest.approx(1.25) and other.minority_measured == 1.0
+    # a balanced prediction (all pairs equal up to rounding) has no correlation with anything,
+    # whatever the rounding of its Gram made of it
+    rounded = _etf_cosines(k) + 1e-15 * np.random.default_rng(0).standard_normal((k, k))
+    assert math.isnan(compare_geometry(collapsed, rounded, [3, 4]).correlation)
+    varied = collapsed + 0.01 * np.random.default_rng(1).standard_normal((k, k))
+    assert compare_geometry(varied, collapsed, [3, 4]).correlation > 0.99
     assert spearman([5, 4, 3], [10, 2, 1]) == pytest.approx(1.0)
     assert spearman([5, 4, 3], [1, 2, 3]) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="shape"):
