@@ -127,17 +127,18 @@ def bench_lpm(
                 solve_row(counts, tol, True, limit, _profile(n_max, ratio), device, precision)
             )
             _print(grouped[-1])
-        pair = grouped[:1]
+        rows += grouped
         if k <= full_max:
-            pair.append(solve_row(counts, tol, False, limit, _profile(n_max, ratio), device))
-            _print(pair[1])
-            if all(r["certified"] for r in pair):
-                wall, cpu = (pair[1][key] / pair[0][key] for key in ("seconds", "cpu_seconds"))
+            full = solve_row(counts, tol, False, limit, _profile(n_max, ratio), device)
+            _print(full)
+            rows.append(full)
+            base = grouped[0]
+            if base["certified"] and full["certified"]:
+                wall, cpu = (full[key] / base[key] for key in ("seconds", "cpu_seconds"))
                 print(
                     f"  K={k:>5} full / grouped: {wall:.1f}x wall, {cpu:.1f}x cpu "
-                    f"(values differ by {abs(pair[0]['value'] - pair[1]['value']):.1e})"
+                    f"(values differ by {abs(base['value'] - full['value']):.1e})"
                 )
-        rows += grouped + pair[1:]
     return rows
 
 

@@ -30,7 +30,13 @@ from figures.style import (
 
 __all__ = ["draw_cost_growth", "fitted_exponent", "main", "series", "series_label"]
 
-_COLOR = {"grouped": OKABE_ITO["blue"], "full": OKABE_ITO["vermillion"]}
+_COLOR = {  # (solver, precision) -> colour; rows without a precision use the solver's own
+    ("grouped", None): OKABE_ITO["blue"],
+    ("grouped", "float32"): OKABE_ITO["blue"],
+    ("grouped", "float64"): OKABE_ITO["green"],
+    ("full", None): OKABE_ITO["vermillion"],
+    ("full", "float64"): OKABE_ITO["vermillion"],
+}
 _LINES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
 
@@ -77,10 +83,7 @@ def _panel(ax: Axes, rows: Sequence[dict[str, Any]], key: str) -> None:
             for r in rows
             if (r["solver"], r.get("precision"), r["profile"]) == (solver, precision, profile)
         ]
-        color = _COLOR.get(solver, OKABE_ITO["black"])
-        if solver == "grouped" and precision == "float64":  # beside the float32 phase's
-            color = OKABE_ITO["green"]
-        style = {"color": color, "marker": marker}
+        style = {"color": _COLOR.get((solver, precision), OKABE_ITO["black"]), "marker": marker}
         label = series_label(solver, precision, profile)
         done = sorted((r["classes"], r[key]) for r in mine if r["certified"])
         if done:
